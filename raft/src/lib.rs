@@ -1,0 +1,1 @@
+//! The replicated journal of finkfs.

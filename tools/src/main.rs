@@ -1,0 +1,2 @@
+//! finkfs CLI
+fn main() {}
