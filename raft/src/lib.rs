@@ -1,1 +1,4 @@
 //! The replicated journal of finkfs.
+
+pub mod entry_codec;
+pub mod types;
