@@ -1,1 +1,19 @@
-//! The finkfs node.
+//! The finkfs node: the block store, object manifests, the index and the
+//! local object store that the replicated state machine applies to.
+//!
+//! Every durable byte goes through the I/O seam (`finkfs-seam`), so the
+//! simulated disk can cut the power under each of these structures.
+
+pub mod blocks;
+mod hex;
+pub mod index;
+pub mod manifest;
+pub mod object_path;
+pub mod store;
+
+pub use blocks::{BlockError, BlockLocation, BlockStore, BlockStoreOptions, PackScan, ScanItem};
+pub use hex::hex;
+pub use index::{Applied, BlockEntry, Durability, Index, IndexError, IndexOptions, IndexTxn};
+pub use manifest::{Manifest, ManifestBlock, ManifestError};
+pub use object_path::{check_object_path, PathProblem, OBJECT_PATH_BYTES_MAX};
+pub use store::{ObjectOp, ObjectStore, ObjectStoreOptions, OpOutcome, StoreError};
