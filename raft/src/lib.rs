@@ -2,3 +2,5 @@
 
 pub mod entry_codec;
 pub mod types;
+pub mod journal;
+pub mod meta;

@@ -1,0 +1,375 @@
+//! The writer's mutations: append, sync, truncate, purge. Each says what is
+//! on disk when it returns; any write or sync error poisons the journal.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLockWriteGuard};
+
+use super::open::remove_durably;
+use super::recovery::Entry;
+use super::segment::{self, SegmentHeader};
+use super::state::{self, SegmentRef, State};
+use super::{marker, record, Hash, Journal, JournalError, Tail};
+
+/// Which end of the journal goes first when every segment is removed, so
+/// that a crash midway leaves what the operation allows: truncation a
+/// prefix of the old journal, purging a suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+impl Journal {
+    fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .expect("journal index lock poisoned by a panic")
+    }
+
+    fn check_poisoned(&self) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Poisons the journal if `result` is an error: after a failed write or
+    /// sync the page cache no longer tells what the disk holds.
+    fn poison_on_error<T>(&mut self, result: Result<T, JournalError>) -> Result<T, JournalError> {
+        if let Err(error) = &result {
+            tracing::error!(dir = %self.dir.display(), %error, "journal poisoned by a failed write or sync");
+            self.poisoned = true;
+            self.forget_unsynced();
+        }
+        result
+    }
+
+    /// Cuts the active segment back to its last successful sync, best
+    /// effort. After a failed sync the page cache may go on showing writes
+    /// the disk will never hold (Linux drops them from the disk but not from
+    /// the cache), and a reopen without a reboot would take them for durable
+    /// records. Nothing past the last successful sync was acknowledged.
+    fn forget_unsynced(&mut self) {
+        let Some(tail) = &self.tail else {
+            return;
+        };
+        if let Err(error) = tail.file.set_len(tail.synced) {
+            tracing::warn!(file = %tail.path.display(), %error, "could not cut unsynced records");
+        }
+        let mut state = self
+            .state
+            .write()
+            .expect("journal index lock poisoned by a panic");
+        while state
+            .entries
+            .back()
+            .is_some_and(|e| e.segment == tail.key && e.end_offset() > tail.synced)
+        {
+            state.entries.pop_back();
+        }
+    }
+
+    /// Appends one record. A non-empty journal takes only the next index; an
+    /// empty one takes any index (a new chain starts). The record is in the
+    /// page cache, readable, and NOT durable until [`Journal::sync`].
+    pub fn append(&mut self, index: u64, term: u64, payload: &[u8]) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        let max = u64::from(self.options.record_bytes_max);
+        let payload_len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&len| u64::from(len) <= max)
+            .ok_or(JournalError::RecordTooLarge {
+                bytes: payload.len() as u64,
+                max,
+            })?;
+        if let Some(expected) = self.next_index {
+            if index != expected {
+                return Err(JournalError::NotContiguous {
+                    expected,
+                    got: index,
+                });
+            }
+        }
+        assert!(index < u64::MAX, "journal index u64::MAX is reserved");
+        let record_bytes = record::record_bytes(payload_len);
+        self.make_room(index, record_bytes)?;
+        let tail = self
+            .tail
+            .as_mut()
+            .expect("make_room leaves an active segment");
+        let placement = record::Placement {
+            index,
+            term,
+            synced_len: tail.synced,
+            previous_chain: tail.chain,
+        };
+        let header = record::encode(&mut self.scratch, &placement, payload);
+        let offset = tail.len;
+        if let Err(source) = tail.file.write_at(offset, &self.scratch) {
+            let error = JournalError::io(&tail.path, offset, source);
+            return self.poison_on_error(Err(error));
+        }
+        let entry = Entry {
+            index,
+            term,
+            offset,
+            payload_len,
+            segment: tail.key,
+        };
+        tail.len += record_bytes;
+        tail.chain = header.chain;
+        self.unsynced = true;
+        self.next_index = Some(index + 1);
+        self.state_mut().entries.push_back(entry);
+        Ok(())
+    }
+
+    /// Makes every append so far durable with one fsync of the active
+    /// segment (earlier segments were synced when the journal rolled past
+    /// them). Many appends, one sync: group commit.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.sync_tail()
+    }
+
+    fn sync_tail(&mut self) -> Result<(), JournalError> {
+        let Some(tail) = &self.tail else {
+            return Ok(());
+        };
+        let result = tail
+            .file
+            .sync()
+            .map_err(|e| JournalError::io(&tail.path, tail.len, e));
+        self.poison_on_error(result)?;
+        if let Some(tail) = &mut self.tail {
+            tail.synced = tail.len;
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Ensures the active segment can take a record of `record_bytes`:
+    /// creates the first segment, or rolls to a new one when the active one
+    /// would pass `segment_bytes_max` (a lone oversize record still fits).
+    fn make_room(&mut self, index: u64, record_bytes: u64) -> Result<(), JournalError> {
+        let Some(tail) = &self.tail else {
+            return self.create_segment(index, [0u8; 32]);
+        };
+        let holds_records = tail.len > segment::HEADER_BYTES as u64;
+        if !holds_records || tail.len + record_bytes <= self.options.segment_bytes_max {
+            return Ok(());
+        }
+        let chain = tail.chain;
+        // Sync the full segment before the next exists: recovery relies on a
+        // later segment proving every earlier one durable.
+        self.unsynced = true;
+        self.sync_tail()?;
+        self.create_segment(index, chain)
+    }
+
+    /// Creates a segment durably (header synced, directory synced) before
+    /// any record goes into it.
+    fn create_segment(&mut self, first_index: u64, prev_chain: Hash) -> Result<(), JournalError> {
+        let path = self.dir.join(segment::file_name(first_index));
+        let header = SegmentHeader {
+            first_index,
+            prev_chain,
+        }
+        .encode();
+        let created = self.disk.create(&path).and_then(|file| {
+            file.write_at(0, &header)?;
+            file.sync()?;
+            self.disk.sync_dir(&self.dir)?;
+            Ok(file)
+        });
+        let file = self.poison_on_error(created.map_err(|e| JournalError::io(&path, 0, e)))?;
+        tracing::debug!(file = %path.display(), first_index, "journal segment created");
+        let segment = SegmentRef {
+            path: path.clone(),
+            file: Arc::clone(&file),
+        };
+        self.state_mut().segments.insert(first_index, segment);
+        self.tail = Some(Tail {
+            key: first_index,
+            path,
+            file,
+            len: segment::HEADER_BYTES as u64,
+            chain: prev_chain,
+            synced: segment::HEADER_BYTES as u64,
+        });
+        Ok(())
+    }
+
+    /// Removes every record with index > `index`, durably before returning:
+    /// later segments are removed newest first (each removal synced into
+    /// the directory), then the segment holding `index` is cut and synced.
+    /// A crash midway leaves a prefix of the old journal. Fails with
+    /// [`JournalError::Corrupt`] if record `index` itself is damaged.
+    pub fn truncate_after(&mut self, index: u64) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        let (first, highest) = {
+            let state = self.state();
+            (state.first_index(), state.highest_index())
+        };
+        let Some(highest) = highest else {
+            return Ok(());
+        };
+        if index >= highest {
+            return Ok(());
+        }
+        if first.is_none_or(|first| index < first) {
+            return self.clear(Order::NewestFirst);
+        }
+        let (entry, segment, header) = self.verified(index)?;
+        let doomed: Vec<PathBuf> = {
+            let mut state = self.state_mut();
+            let keys: Vec<u64> = state
+                .segments
+                .range(entry.segment + 1..)
+                .map(|(k, _)| *k)
+                .collect();
+            let paths = keys
+                .iter()
+                .rev()
+                .filter_map(|k| state.segments.remove(k))
+                .map(|s| s.path)
+                .collect();
+            state.cut_after(index);
+            paths
+        };
+        self.next_index = Some(index + 1);
+        self.tail = None;
+        let new_len = entry.end_offset();
+        let result = doomed
+            .iter()
+            .try_for_each(|path| remove_durably(&*self.disk, &self.dir, path))
+            .and_then(|()| {
+                segment
+                    .file
+                    .set_len(new_len)
+                    .map_err(|e| JournalError::io(&segment.path, new_len, e))
+            })
+            .and_then(|()| {
+                segment
+                    .file
+                    .sync()
+                    .map_err(|e| JournalError::io(&segment.path, new_len, e))
+            });
+        self.poison_on_error(result)?;
+        self.tail = Some(Tail {
+            key: entry.segment,
+            path: segment.path,
+            file: segment.file,
+            len: new_len,
+            chain: header.chain,
+            synced: new_len,
+        });
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Reads and verifies record `index`, with the segment holding it.
+    fn verified(
+        &self,
+        index: u64,
+    ) -> Result<(Entry, SegmentRef, record::RecordHeader), JournalError> {
+        let state = self.state();
+        state.read(index)?;
+        let entry = *state.entry(index).ok_or(JournalError::NotFound { index })?;
+        let segment = state
+            .segments
+            .get(&entry.segment)
+            .expect("every entry's segment is indexed")
+            .clone();
+        let (header, _) = state::read_entry(&segment, &entry)?;
+        Ok((entry, segment, header))
+    }
+
+    /// Makes records <= `index` unreadable and deletes, durably and oldest
+    /// first, every segment whose records are all <= `index`. If records
+    /// <= `index` remain in the oldest kept segment, the purge point is first
+    /// written to the purge marker, so they stay unreadable after a restart.
+    /// If `index` reaches the last record, the journal becomes empty and the
+    /// next append may start at any index.
+    pub fn purge_up_to(&mut self, index: u64) -> Result<(), JournalError> {
+        self.check_poisoned()?;
+        let (first, highest) = {
+            let state = self.state();
+            (state.first_index(), state.highest_index())
+        };
+        let (Some(first), Some(highest)) = (first, highest) else {
+            return Ok(());
+        };
+        if index < first {
+            return Ok(());
+        }
+        if index >= highest {
+            return self.clear(Order::OldestFirst);
+        }
+        let (doomed, needs_marker) = {
+            let mut state = self.state_mut();
+            let keys: Vec<u64> = state.segments.keys().copied().collect();
+            let whole = keys
+                .windows(2)
+                .take_while(|pair| pair[1] <= index + 1)
+                .count();
+            let needs_marker = keys.get(whole).is_some_and(|&key| key <= index);
+            let doomed: Vec<PathBuf> = keys[..whole]
+                .iter()
+                .filter_map(|k| state.segments.remove(k))
+                .map(|s| s.path)
+                .collect();
+            state.cut_up_to(index);
+            (doomed, needs_marker)
+        };
+        let marker_path = self.dir.join(marker::FILE_NAME);
+        let mut result = Ok(());
+        if needs_marker {
+            result =
+                finkfs_seam::write_file_atomic(&*self.disk, &marker_path, &marker::encode(index))
+                    .map_err(|e| JournalError::io(&marker_path, 0, e));
+        }
+        let result = result.and_then(|()| {
+            doomed
+                .iter()
+                .try_for_each(|path| remove_durably(&*self.disk, &self.dir, path))
+        });
+        self.poison_on_error(result)
+    }
+
+    /// Removes every segment and the purge marker: the journal is empty.
+    fn clear(&mut self, order: Order) -> Result<(), JournalError> {
+        let mut paths: Vec<PathBuf> = {
+            let mut state = self.state_mut();
+            let paths = state.segments.values().map(|s| s.path.clone()).collect();
+            *state = State::default();
+            paths
+        };
+        if order == Order::NewestFirst {
+            paths.reverse();
+        }
+        self.tail = None;
+        self.next_index = None;
+        self.unsynced = false;
+        let marker_path = self.dir.join(marker::FILE_NAME);
+        let result = paths
+            .iter()
+            .try_for_each(|path| remove_durably(&*self.disk, &self.dir, path))
+            .and_then(|()| {
+                self.disk
+                    .exists(&marker_path)
+                    .map_err(|e| JournalError::io(&marker_path, 0, e))
+            })
+            .and_then(|exists| {
+                if exists {
+                    remove_durably(&*self.disk, &self.dir, &marker_path)
+                } else {
+                    Ok(())
+                }
+            });
+        self.poison_on_error(result)
+    }
+}
