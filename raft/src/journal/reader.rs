@@ -15,6 +15,12 @@ pub struct JournalReader {
     state: Arc<RwLock<State>>,
 }
 
+// Replication tasks on other threads hold clones while the writer works.
+const _: fn() = || {
+    fn shareable<T: Clone + Send + Sync>() {}
+    shareable::<JournalReader>();
+};
+
 impl JournalReader {
     pub(crate) fn new(state: Arc<RwLock<State>>) -> JournalReader {
         JournalReader { state }
