@@ -625,3 +625,29 @@ fn scan_of_an_absent_directory_is_an_empty_clean_report() {
     assert!(report.is_clean());
     assert_eq!((report.segments, report.records, report.last), (0, 0, None));
 }
+
+#[test]
+fn zeroed_end_of_a_last_segment_with_a_bad_header_is_damage_not_cut() {
+    let disk = SimDisk::new(22);
+    let options = JournalOptions::default();
+    journal_with(&disk, &options, 20);
+    let (path, rec) = locate(&disk, 18);
+    let len = file_len(&disk, &path);
+    disk.flip_bit(&path, 8 * 12).unwrap();
+    disk.corrupt_bytes(&path, rec.offset, &vec![0u8; len - rec.offset as usize])
+        .unwrap();
+    let (journal, report) = reopen(&disk, &options);
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(
+        file_len(&disk, &path),
+        len,
+        "a damaged segment is evidence, never cut"
+    );
+    assert!(matches!(&report.damage[0], Damage::BadSegmentHeader { file, .. } if *file == path));
+    assert!(matches!(
+        &report.damage[1..],
+        [Damage::CorruptRecord { file, offset, .. }] if *file == path && *offset == rec.offset
+    ));
+    assert_eq!(journal.last(), Some((17, TERM)));
+    assert_intact(&journal, 1..=17);
+}

@@ -103,6 +103,9 @@ pub struct Analysis {
 /// below `purged` are dropped: they were purged.
 pub fn analyze(mut scans: Vec<SegmentScan>, purged: Option<u64>) -> Analysis {
     let torn = take_torn(&mut scans);
+    if let Some(last) = scans.last_mut() {
+        zero_tail_is_damage(last);
+    }
     let lookahead = scans
         .iter()
         .flat_map(|scan| scan.items.iter())
@@ -207,6 +210,23 @@ fn take_torn(scans: &mut Vec<SegmentScan>) -> Option<TornAction> {
         offset,
         bytes: last.len - offset,
     })
+}
+
+/// Zero bytes still ending the last segment once the torn tail is taken
+/// were proven synced (or sit in a segment whose header does not verify):
+/// appends would go after them, so they are reported now as damage. In
+/// earlier segments trailing zeros hold nothing; a missing index shows at
+/// the next segment's header.
+fn zero_tail_is_damage(last: &mut SegmentScan) {
+    if let Some(Item::ZeroTail { offset }) = last.items.last() {
+        let offset = *offset;
+        last.items.pop();
+        last.items.push(Item::Invalid {
+            offset,
+            len: last.len - offset,
+            reason: "zero bytes where synced records were".to_string(),
+        });
+    }
 }
 
 /// What the chain value before the next in-place record is known to be.
