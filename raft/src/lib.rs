@@ -4,3 +4,4 @@ pub mod entry_codec;
 pub mod types;
 pub mod journal;
 pub mod meta;
+pub mod log_store;

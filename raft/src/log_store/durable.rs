@@ -1,0 +1,294 @@
+//! The log store's durable state: the vote, the committed log id and the
+//! last purged log id, kept as the payload of the group's `MetaStore` (two
+//! checksummed copies, verified before this decode runs).
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic              "FKLS"
+//! 4       4     version            u32 LE = 1
+//! 8       4     flags              u32 LE: bit 0 vote present, bit 1 vote committed,
+//!                                  bit 2 committed present, bit 3 purged present;
+//!                                  other bits zero
+//! 12      4     reserved           zero
+//! 16      8     vote term          u64 LE  } zero when the vote is absent
+//! 24      8     vote node id       u64 LE  }
+//! 32      8     committed term     u64 LE  }
+//! 40      8     committed node id  u64 LE  } zero when committed is absent
+//! 48      8     committed index    u64 LE  }
+//! 56      8     purged term        u64 LE  }
+//! 64      8     purged node id     u64 LE  } zero when purged is absent
+//! 72      8     purged index       u64 LE  }
+//! 80            end
+//! ```
+//!
+//! A log id is stored as (term, node id, index): its leader id is
+//! `leader_id_adv` (term and node id). Described in `docs/format/entry.md`.
+
+use openraft::vote::{RaftLeaderId, RaftVote};
+
+use crate::types::{LeaderId, LogId, Vote};
+
+/// Identifies this payload among the structures a meta store can hold.
+pub const STATE_MAGIC: [u8; 4] = *b"FKLS";
+/// The state version this code writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+const MAGIC_OFFSET: usize = 0;
+const VERSION_OFFSET: usize = MAGIC_OFFSET + 4;
+const FLAGS_OFFSET: usize = VERSION_OFFSET + 4;
+const RESERVED_OFFSET: usize = FLAGS_OFFSET + 4;
+const VOTE_OFFSET: usize = RESERVED_OFFSET + 4;
+const COMMITTED_OFFSET: usize = VOTE_OFFSET + 16;
+const PURGED_OFFSET: usize = COMMITTED_OFFSET + 24;
+/// Length of an encoded state.
+pub const STATE_BYTES: usize = PURGED_OFFSET + 24;
+const _: () = assert!(STATE_BYTES == 80);
+
+const FLAG_VOTE: u32 = 1 << 0;
+const FLAG_VOTE_COMMITTED: u32 = 1 << 1;
+const FLAG_COMMITTED: u32 = 1 << 2;
+const FLAG_PURGED: u32 = 1 << 3;
+const FLAGS_KNOWN: u32 = FLAG_VOTE | FLAG_VOTE_COMMITTED | FLAG_COMMITTED | FLAG_PURGED;
+
+/// What the log store keeps outside the journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurableState {
+    /// The last vote saved.
+    pub vote: Option<Vote>,
+    /// The last committed log id saved (a lower bound of the true one).
+    pub committed: Option<LogId>,
+    /// Entries up to and including this log id were purged.
+    pub purged: Option<LogId>,
+}
+
+/// Why a state payload does not decode. `offset` is within the payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log store state at offset {offset}: {reason}")]
+pub struct StateDecodeError {
+    /// Where the offending field starts.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl DurableState {
+    /// The fixed-size encoding described in the module docs.
+    pub fn encode(&self) -> [u8; STATE_BYTES] {
+        let mut out = [0u8; STATE_BYTES];
+        let mut flags = 0u32;
+        if let Some(vote) = &self.vote {
+            flags |= FLAG_VOTE;
+            if vote.is_committed() {
+                flags |= FLAG_VOTE_COMMITTED;
+            }
+            let leader = vote.leader_id();
+            put_u64(&mut out, VOTE_OFFSET, leader.term());
+            put_u64(&mut out, VOTE_OFFSET + 8, *leader.node_id());
+        }
+        if let Some(committed) = &self.committed {
+            flags |= FLAG_COMMITTED;
+            put_log_id(&mut out, COMMITTED_OFFSET, committed);
+        }
+        if let Some(purged) = &self.purged {
+            flags |= FLAG_PURGED;
+            put_log_id(&mut out, PURGED_OFFSET, purged);
+        }
+        out[MAGIC_OFFSET..MAGIC_OFFSET + 4].copy_from_slice(&STATE_MAGIC);
+        out[VERSION_OFFSET..VERSION_OFFSET + 4].copy_from_slice(&STATE_VERSION.to_le_bytes());
+        out[FLAGS_OFFSET..FLAGS_OFFSET + 4].copy_from_slice(&flags.to_le_bytes());
+        out
+    }
+
+    /// Decodes and checks every field; never panics on garbage.
+    pub fn decode(bytes: &[u8]) -> Result<DurableState, StateDecodeError> {
+        if bytes.len() != STATE_BYTES {
+            let reason = format!("{} bytes, expected {STATE_BYTES}", bytes.len());
+            return Err(problem(0, reason));
+        }
+        if bytes[MAGIC_OFFSET..MAGIC_OFFSET + 4] != STATE_MAGIC {
+            return Err(problem(
+                MAGIC_OFFSET,
+                "bad magic, not a log store state".into(),
+            ));
+        }
+        let version = get_u32(bytes, VERSION_OFFSET);
+        if version != STATE_VERSION {
+            let reason = format!("version {version} is not supported (expected {STATE_VERSION})");
+            return Err(problem(VERSION_OFFSET, reason));
+        }
+        let flags = get_u32(bytes, FLAGS_OFFSET);
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(problem(FLAGS_OFFSET, format!("unknown flags {flags:#x}")));
+        }
+        if flags & FLAG_VOTE_COMMITTED != 0 && flags & FLAG_VOTE == 0 {
+            return Err(problem(
+                FLAGS_OFFSET,
+                "vote committed without a vote".into(),
+            ));
+        }
+        if get_u32(bytes, RESERVED_OFFSET) != 0 {
+            return Err(problem(
+                RESERVED_OFFSET,
+                "reserved field is not zero".into(),
+            ));
+        }
+        let vote = decode_vote(bytes, flags)?;
+        let committed = decode_log_id(bytes, COMMITTED_OFFSET, flags & FLAG_COMMITTED != 0)?;
+        let purged = decode_log_id(bytes, PURGED_OFFSET, flags & FLAG_PURGED != 0)?;
+        Ok(DurableState {
+            vote,
+            committed,
+            purged,
+        })
+    }
+}
+
+fn decode_vote(bytes: &[u8], flags: u32) -> Result<Option<Vote>, StateDecodeError> {
+    let term = get_u64(bytes, VOTE_OFFSET);
+    let node = get_u64(bytes, VOTE_OFFSET + 8);
+    if flags & FLAG_VOTE == 0 {
+        return absent(bytes, VOTE_OFFSET, 16).map(|()| None);
+    }
+    let committed = flags & FLAG_VOTE_COMMITTED != 0;
+    Ok(Some(Vote::from_leader_id(
+        LeaderId::new(term, node),
+        committed,
+    )))
+}
+
+fn decode_log_id(
+    bytes: &[u8],
+    offset: usize,
+    present: bool,
+) -> Result<Option<LogId>, StateDecodeError> {
+    if !present {
+        return absent(bytes, offset, 24).map(|()| None);
+    }
+    let term = get_u64(bytes, offset);
+    let node = get_u64(bytes, offset + 8);
+    let index = get_u64(bytes, offset + 16);
+    Ok(Some(LogId::new(LeaderId::new(term, node), index)))
+}
+
+/// An absent field must be all zeros: anything else was not written by us.
+fn absent(bytes: &[u8], offset: usize, len: usize) -> Result<(), StateDecodeError> {
+    if bytes[offset..offset + len].iter().any(|b| *b != 0) {
+        return Err(problem(offset, "absent field is not zero".into()));
+    }
+    Ok(())
+}
+
+fn problem(offset: usize, reason: String) -> StateDecodeError {
+    StateDecodeError {
+        offset: offset as u64,
+        reason,
+    }
+}
+
+fn put_log_id(out: &mut [u8], offset: usize, log_id: &LogId) {
+    put_u64(out, offset, log_id.leader_id.term());
+    put_u64(out, offset + 8, *log_id.leader_id.node_id());
+    put_u64(out, offset + 16, log_id.index);
+}
+
+fn put_u64(out: &mut [u8], offset: usize, value: u64) {
+    out[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+fn get_u64(bytes: &[u8], offset: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[offset..offset + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn get_u32(bytes: &[u8], offset: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[offset..offset + 4]);
+    u32::from_le_bytes(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn log_id(term: u64, node: u64, index: u64) -> LogId {
+        LogId::new(LeaderId::new(term, node), index)
+    }
+
+    #[test]
+    fn empty_and_full_states_round_trip() {
+        let empty = DurableState::default();
+        assert_eq!(DurableState::decode(&empty.encode()).unwrap(), empty);
+        let full = DurableState {
+            vote: Some(Vote::from_leader_id(LeaderId::new(9, 2), true)),
+            committed: Some(log_id(8, 1, 1000)),
+            purged: Some(log_id(7, 3, 500)),
+        };
+        assert_eq!(DurableState::decode(&full.encode()).unwrap(), full);
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let state = DurableState {
+            vote: Some(Vote::from_leader_id(LeaderId::new(5, 6), false)),
+            committed: None,
+            purged: Some(log_id(1, 2, 3)),
+        };
+        let bytes = state.encode();
+        assert_eq!(&bytes[0..4], b"FKLS");
+        assert_eq!(bytes[4..8], 1u32.to_le_bytes());
+        assert_eq!(bytes[8..12], (FLAG_VOTE | FLAG_PURGED).to_le_bytes());
+        assert_eq!(bytes[16..24], 5u64.to_le_bytes());
+        assert_eq!(bytes[24..32], 6u64.to_le_bytes());
+        assert!(bytes[32..56].iter().all(|b| *b == 0));
+        assert_eq!(bytes[72..80], 3u64.to_le_bytes());
+    }
+
+    #[test]
+    fn bad_fields_name_their_offset() {
+        let good = DurableState::default().encode();
+        let offset_of = |bytes: &[u8]| DurableState::decode(bytes).unwrap_err().offset;
+        assert_eq!(offset_of(&good[..79]), 0);
+        let mut bad = good;
+        bad[0] = b'X';
+        assert_eq!(offset_of(&bad), 0);
+        let mut bad = good;
+        bad[4] = 2;
+        assert_eq!(offset_of(&bad), 4);
+        let mut bad = good;
+        bad[8] = 0x10;
+        assert_eq!(offset_of(&bad), 8);
+        let mut bad = good;
+        bad[8] = FLAG_VOTE_COMMITTED as u8;
+        assert_eq!(offset_of(&bad), 8);
+        let mut bad = good;
+        bad[13] = 1;
+        assert_eq!(offset_of(&bad), 12);
+        let mut bad = good;
+        bad[50] = 1;
+        assert_eq!(offset_of(&bad), 32);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = DurableState::decode(&bytes);
+        }
+
+        #[test]
+        fn any_state_round_trips(
+            vote in proptest::option::of((any::<u64>(), any::<u64>(), any::<bool>())),
+            committed in proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
+            purged in proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
+        ) {
+            let state = DurableState {
+                vote: vote.map(|(t, n, c)| Vote::from_leader_id(LeaderId::new(t, n), c)),
+                committed: committed.map(|(t, n, i)| log_id(t, n, i)),
+                purged: purged.map(|(t, n, i)| log_id(t, n, i)),
+            };
+            prop_assert_eq!(DurableState::decode(&state.encode()).unwrap(), state);
+        }
+    }
+}

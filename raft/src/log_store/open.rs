@@ -1,0 +1,256 @@
+//! Opening a log store: recover the meta store and the journal, reconcile
+//! them, decide whether the node may vote, start the writer thread.
+
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use bytes::Bytes;
+use finkfs_seam::DiskRef;
+use tokio::sync::Semaphore;
+
+use super::durable::DurableState;
+use super::error::LogStoreError;
+use super::reader::JournalLogReader;
+use super::shared::{Shared, SharedState};
+use super::writer::Writer;
+use super::{JournalLogStore, LogStoreOptions, JOURNAL_DIR, META_DIR, WRITE_QUEUE_DEPTH_MAX};
+use crate::entry_codec::decode_entry;
+use crate::journal::{Damage, Journal, RecoveryReport};
+use crate::meta::{MetaRecovery, MetaStore};
+use crate::types::LogId;
+
+/// What opening found.
+#[derive(Debug)]
+pub struct OpenReport {
+    /// The journal's recovery (torn tail cut, damage found).
+    pub journal: RecoveryReport,
+    /// The meta store's recovery (damaged copies, lost state).
+    pub meta: MetaRecovery,
+    /// What the meta store held.
+    pub state: DurableState,
+    /// Why the node may not vote; empty when it may.
+    pub vote_blockers: Vec<VoteBlocker>,
+}
+
+/// A reason the node must not vote or count toward a quorum (invariant 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VoteBlocker {
+    /// Every copy of the meta store is damaged: the vote, and with it the
+    /// promise not to vote twice in a term, is gone.
+    VoteLost,
+    /// The saved vote is older than the log: a node only takes entries from
+    /// a leader after saving a vote at least as new, so a vote behind the
+    /// log was lost or rolled back (a meta store replaced or recreated).
+    VoteBehindLog {
+        /// Term of the saved vote, None if no vote is saved.
+        vote_term: Option<u64>,
+        /// Term of the newest entry held or purged.
+        log_term: u64,
+    },
+    /// The journal holds damage that a crash does not explain (a torn tail
+    /// is not counted). Any durable entry may have been acknowledged to a
+    /// leader and counted in a commit, so damage anywhere may be damage to
+    /// a committed entry.
+    JournalDamaged {
+        /// How many pieces of damage the journal reported.
+        pieces: u64,
+    },
+    /// The saved committed log id lies beyond every entry the journal holds
+    /// or purged: committed entries are missing.
+    CommittedMissing {
+        /// The saved committed log id.
+        committed: LogId,
+        /// The highest index held or purged.
+        last_index: Option<u64>,
+    },
+    /// Entries between the purge point and the first journal record are
+    /// missing.
+    GapAfterPurge {
+        /// The purge point.
+        purged_index: u64,
+        /// The lowest index the journal holds.
+        first_index: u64,
+    },
+}
+
+pub(super) fn open(
+    disk: DiskRef,
+    dir: &Path,
+    options: LogStoreOptions,
+) -> Result<(JournalLogStore, OpenReport), LogStoreError> {
+    let setup = |source| LogStoreError::Setup {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    disk.create_dir_all(dir).map_err(setup)?;
+    let meta_dir = dir.join(META_DIR);
+    let (meta, meta_report) = MetaStore::open(Arc::clone(&disk), meta_dir.clone())?;
+    let state = match meta.payload() {
+        Some(bytes) => DurableState::decode(bytes).map_err(|e| LogStoreError::CorruptState {
+            dir: meta_dir.clone(),
+            offset: e.offset,
+            reason: e.reason,
+        })?,
+        None => DurableState::default(),
+    };
+    let (mut journal, journal_report) =
+        Journal::open(disk, dir.join(JOURNAL_DIR), options.journal.clone())?;
+    finish_purge(&mut journal, &state)?;
+    let last = last_log_id(&journal)?;
+    let vote_blockers = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
+    for blocker in &vote_blockers {
+        tracing::error!(dir = %dir.display(), ?blocker, "log store opened but the node must not vote");
+    }
+    let shared = Arc::new(Shared::new(SharedState {
+        vote: state.vote,
+        committed: state.committed,
+        purged: state.purged,
+        last,
+        ..SharedState::default()
+    }));
+    let reader = JournalLogReader {
+        journal: journal.reader(),
+        shared: Arc::clone(&shared),
+        dir: journal.dir().to_path_buf(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let writer = Writer {
+        journal,
+        meta,
+        meta_dir,
+        durable: state.clone(),
+        shared: Arc::clone(&shared),
+        rx,
+        committed_save_interval: options.committed_save_interval,
+        committed_unsaved: None,
+        scratch: Vec::new(),
+        failed: None,
+    };
+    let handle = std::thread::Builder::new()
+        .name("finkfs-journal-writer".into())
+        .spawn(move || writer.run())
+        .map_err(setup)?;
+    let store = JournalLogStore {
+        dir: dir.to_path_buf(),
+        shared,
+        reader,
+        queue: Arc::new(Semaphore::new(WRITE_QUEUE_DEPTH_MAX)),
+        tx,
+        writer: Some(handle),
+        blockers: vote_blockers.clone(),
+    };
+    let report = OpenReport {
+        journal: journal_report,
+        meta: meta_report,
+        state,
+        vote_blockers,
+    };
+    Ok((store, report))
+}
+
+/// A crash between saving the purge point and purging the journal leaves
+/// purged records in the journal: drop them now.
+fn finish_purge(journal: &mut Journal, state: &DurableState) -> Result<(), LogStoreError> {
+    let Some(purged) = state.purged else {
+        return Ok(());
+    };
+    if journal
+        .first_index()
+        .is_some_and(|first| first <= purged.index)
+    {
+        tracing::info!(dir = %journal.dir().display(), purged = %purged, "finishing an interrupted purge");
+        journal.purge_up_to(purged.index)?;
+    }
+    Ok(())
+}
+
+/// The log id of the last record, read back and decoded: the journal
+/// knows index and term, the leader's node id is in the payload.
+fn last_log_id(journal: &Journal) -> Result<Option<LogId>, LogStoreError> {
+    let Some((index, term)) = journal.last() else {
+        return Ok(None);
+    };
+    let record = journal.read(index)?;
+    let entry = decode_entry(index, term, Bytes::from(record.payload)).map_err(|source| {
+        LogStoreError::CorruptEntry {
+            dir: journal.dir().to_path_buf(),
+            index,
+            source,
+        }
+    })?;
+    Ok(Some(entry.log_id))
+}
+
+fn vote_blockers(
+    state: &DurableState,
+    meta: &MetaRecovery,
+    report: &RecoveryReport,
+    journal: &Journal,
+    last: Option<LogId>,
+) -> Vec<VoteBlocker> {
+    let mut blockers = Vec::new();
+    // The newest log id the log holds or purged.
+    let newest = [last, state.purged].into_iter().flatten().max();
+    if meta.lost {
+        blockers.push(VoteBlocker::VoteLost);
+    } else if let Some(blocker) = vote_behind_log(state, newest) {
+        blockers.push(blocker);
+    }
+    let purged_index = state.purged.map(|purged| purged.index);
+    let pieces = report
+        .damage
+        .iter()
+        .filter(|d| !below(d, purged_index))
+        .count() as u64;
+    if pieces > 0 {
+        blockers.push(VoteBlocker::JournalDamaged { pieces });
+    }
+    let last_index = newest.map(|log_id| log_id.index);
+    if let Some(committed) = state.committed {
+        if last_index.is_none_or(|last| last < committed.index) {
+            blockers.push(VoteBlocker::CommittedMissing {
+                committed,
+                last_index,
+            });
+        }
+    }
+    if let (Some(purged_index), Some(first_index)) = (purged_index, journal.first_index()) {
+        if first_index > purged_index + 1 {
+            blockers.push(VoteBlocker::GapAfterPurge {
+                purged_index,
+                first_index,
+            });
+        }
+    }
+    blockers
+}
+
+/// A saved vote older than the newest entry: the vote was lost or rolled
+/// back. Compared by term only, which holds for every leader id scheme.
+fn vote_behind_log(state: &DurableState, newest: Option<LogId>) -> Option<VoteBlocker> {
+    let log_term = newest?.leader_id.term;
+    let vote_term = state.vote.map(|vote| vote.leader_id.term);
+    (vote_term.unwrap_or(0) < log_term).then_some(VoteBlocker::VoteBehindLog {
+        vote_term,
+        log_term,
+    })
+}
+
+/// Whether a piece of damage provably lies at or below the purge point:
+/// damage to purged entries (left by a purge a crash interrupted) is
+/// harmless, the snapshot holds what they said.
+fn below(damage: &Damage, purged_index: Option<u64>) -> bool {
+    let Some(purged) = purged_index else {
+        return false;
+    };
+    match damage {
+        Damage::CorruptRecord {
+            indices: Some(lost),
+            ..
+        } => *lost.end() <= purged,
+        Damage::Gap { next_index, .. } => *next_index <= purged + 1,
+        Damage::ChainBreak { index, .. } => *index <= purged,
+        _ => false,
+    }
+}

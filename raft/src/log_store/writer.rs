@@ -1,0 +1,352 @@
+//! The journal writer thread: the only owner of the journal and the meta
+//! store, so every write is applied in the order openraft issued it.
+//!
+//! Appends are drained into one batch, written, then made durable with ONE
+//! journal sync (group commit); only then are their `IOFlushed` callbacks
+//! fired, in order. Any other request ends the batch first, so it always sees
+//! every earlier append durable. A failed write or sync poisons the store.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use super::durable::DurableState;
+use super::error::LogStoreError;
+use super::shared::Shared;
+use crate::entry_codec::encode_entry_into;
+use crate::journal::Journal;
+use crate::meta::MetaStore;
+use crate::types::{Entry, IOFlushed, LogId, Vote};
+
+/// Most append requests folded into one sync.
+pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
+/// Most payload bytes folded into one sync: bounds how long a caller's
+/// callback waits behind others.
+pub const GROUP_COMMIT_BYTES_MAX: u64 = 64 << 20;
+
+/// Where a request's outcome goes.
+pub(crate) type Reply = oneshot::Sender<Result<(), LogStoreError>>;
+
+/// A write request, in the order the store received it.
+pub(crate) enum Request {
+    /// Write these entries; fire the callback once they are durable.
+    Append {
+        entries: Vec<Entry>,
+        callback: IOFlushed,
+    },
+    /// Make the vote durable, then reply.
+    SaveVote { vote: Vote, reply: Reply },
+    /// Remember the committed log id; it is saved within the configured
+    /// interval, after the journal holds every entry it covers durably.
+    SaveCommitted { committed: Option<LogId> },
+    /// Remove every entry after `last_kept` (all of them if None), durably.
+    TruncateAfter {
+        last_kept: Option<LogId>,
+        reply: Reply,
+    },
+    /// Record the purge point durably, then drop the journal up to it.
+    Purge { up_to: LogId, reply: Reply },
+    /// Save what is unsaved, release the journal and stop.
+    Close { reply: Reply },
+}
+
+/// A request holding its place in the bounded queue until it is taken.
+pub(crate) struct Queued {
+    pub request: Request,
+    /// Released when the writer takes the request off the queue.
+    pub _permit: OwnedSemaphorePermit,
+}
+
+/// The state the writer thread owns.
+pub(crate) struct Writer {
+    pub journal: Journal,
+    pub meta: MetaStore,
+    pub meta_dir: PathBuf,
+    /// What the meta store holds.
+    pub durable: DurableState,
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Queued>,
+    pub committed_save_interval: Duration,
+    /// A committed log id not yet saved, and when it must be saved by.
+    pub committed_unsaved: Option<(Option<LogId>, Instant)>,
+    /// Reused encoding buffer: an append allocates nothing here.
+    pub scratch: Vec<u8>,
+    /// Why writes are refused, once one failed.
+    pub failed: Option<String>,
+}
+
+impl Writer {
+    /// The thread's body: serve requests until `Close` or until every
+    /// sender is gone.
+    pub fn run(mut self) {
+        let mut close_reply = None;
+        while let Some(request) = self.next_request() {
+            if let Some(reply) = self.handle(request) {
+                close_reply = Some(reply);
+                break;
+            }
+        }
+        let result = self.save_unsaved_committed();
+        let Writer { journal, meta, .. } = self;
+        drop(journal);
+        drop(meta);
+        tracing::debug!("journal writer stopped");
+        if let Some(reply) = close_reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// The next request, saving a pending committed log id when its time
+    /// comes while waiting. None once every sender is gone.
+    fn next_request(&mut self) -> Option<Request> {
+        loop {
+            let received = match self.committed_unsaved {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some((_, deadline)) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    self.rx.recv_timeout(wait)
+                }
+            };
+            match received {
+                // The permit is released as the request leaves the queue.
+                Ok(queued) => return Some(queued.request),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.save_unsaved_committed();
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Serves one request (and, for an append, the appends queued behind
+    /// it). Returns the reply of a `Close`.
+    fn handle(&mut self, request: Request) -> Option<Reply> {
+        let mut next = Some(request);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Append { entries, callback } => {
+                    next = self.group_commit(entries, callback)
+                }
+                Request::SaveVote { vote, reply } => {
+                    let _ = reply.send(self.save_vote(vote));
+                }
+                Request::SaveCommitted { committed } => self.note_committed(committed),
+                Request::TruncateAfter { last_kept, reply } => {
+                    let _ = reply.send(self.truncate_after(last_kept));
+                }
+                Request::Purge { up_to, reply } => {
+                    let _ = reply.send(self.purge(up_to));
+                }
+                Request::Close { reply } => return Some(reply),
+            }
+        }
+        None
+    }
+
+    /// Writes this append and every append queued behind it (up to the
+    /// group-commit ceilings), syncs once, then fires the callbacks in
+    /// order. Returns the first non-append request met, to serve next.
+    fn group_commit(&mut self, entries: Vec<Entry>, callback: IOFlushed) -> Option<Request> {
+        let mut callbacks = vec![callback];
+        let mut bytes = 0u64;
+        let mut result = self.write_entries(&entries, &mut bytes);
+        let held = loop {
+            if callbacks.len() >= GROUP_COMMIT_APPENDS_MAX || bytes >= GROUP_COMMIT_BYTES_MAX {
+                break None;
+            }
+            match self.rx.try_recv() {
+                Ok(Queued {
+                    request: Request::Append { entries, callback },
+                    ..
+                }) => {
+                    callbacks.push(callback);
+                    if result.is_ok() {
+                        result = self.write_entries(&entries, &mut bytes);
+                    }
+                }
+                Ok(other) => break Some(other.request),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break None,
+            }
+        };
+        let result = result.and_then(|()| self.sync());
+        tracing::trace!(
+            appends = callbacks.len(),
+            bytes,
+            ok = result.is_ok(),
+            "group commit"
+        );
+        // Never before the sync returned: a callback tells openraft the
+        // entries survive a power cut.
+        for callback in callbacks {
+            callback.io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| self.callback_error(e)),
+            );
+        }
+        held
+    }
+
+    /// Encodes and appends entries to the journal (page cache only), then
+    /// takes them out of the pending queue: readers now find them in the
+    /// journal.
+    fn write_entries(&mut self, entries: &[Entry], bytes: &mut u64) -> Result<(), LogStoreError> {
+        self.check_failed()?;
+        for entry in entries {
+            let written = encode_entry_into(entry, &mut self.scratch)
+                .map_err(LogStoreError::from)
+                .and_then(|()| {
+                    let log_id = &entry.log_id;
+                    let term = log_id.leader_id.term;
+                    Ok(self.journal.append(log_id.index, term, &self.scratch)?)
+                });
+            self.fail_on_error(written)?;
+            *bytes += self.scratch.len() as u64;
+        }
+        let mut shared = self.shared.lock();
+        for entry in entries {
+            let front = shared.pending.pop_front();
+            assert!(front.is_some_and(|front| front.log_id == entry.log_id));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), LogStoreError> {
+        self.check_failed()?;
+        let synced = self.journal.sync().map_err(LogStoreError::from);
+        self.fail_on_error(synced)
+    }
+
+    /// Saves the vote durably (with the committed log id if one is
+    /// waiting: every entry it covers is durable by now).
+    fn save_vote(&mut self, vote: Vote) -> Result<(), LogStoreError> {
+        self.check_failed()?;
+        let next = DurableState {
+            vote: Some(vote),
+            ..self.durable.clone()
+        };
+        self.save_state(next)?;
+        self.shared.lock().vote = Some(vote);
+        Ok(())
+    }
+
+    fn note_committed(&mut self, committed: Option<LogId>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let deadline = match self.committed_unsaved {
+            Some((_, deadline)) => deadline,
+            None => Instant::now() + self.committed_save_interval,
+        };
+        self.committed_unsaved = Some((committed, deadline));
+    }
+
+    /// Saves a waiting committed log id, if any. Every earlier append was
+    /// synced when its batch ended, so the journal durably holds what the
+    /// committed log id covers.
+    fn save_unsaved_committed(&mut self) -> Result<(), LogStoreError> {
+        if self.committed_unsaved.is_none() {
+            return Ok(());
+        }
+        self.check_failed()?;
+        self.save_state(self.durable.clone())
+    }
+
+    /// Writes `next` (with any waiting committed log id) to the meta store,
+    /// durably; poisons the store on failure.
+    fn save_state(&mut self, mut next: DurableState) -> Result<(), LogStoreError> {
+        if let Some((committed, _)) = self.committed_unsaved.take() {
+            next.committed = committed;
+        }
+        let saved = self.meta.save(&next.encode()).map_err(LogStoreError::from);
+        self.fail_on_error(saved)?;
+        tracing::debug!(dir = %self.meta_dir.display(), state = ?next, "log store state saved");
+        self.durable = next;
+        Ok(())
+    }
+
+    /// Removes the entries after `last_kept`, durably.
+    fn truncate_after(&mut self, last_kept: Option<LogId>) -> Result<(), LogStoreError> {
+        self.check_failed()?;
+        let truncated = match &last_kept {
+            Some(log_id) => self.journal.truncate_after(log_id.index),
+            None => self.truncate_all(),
+        };
+        self.fail_on_error(truncated.map_err(LogStoreError::from))?;
+        let mut shared = self.shared.lock();
+        assert!(shared.pending.is_empty());
+        shared.last = match (shared.last, last_kept) {
+            (Some(last), Some(kept)) if last.index > kept.index => Some(kept),
+            (last, Some(_)) => last,
+            (_, None) => None,
+        };
+        Ok(())
+    }
+
+    /// Empties the journal so that a crash midway leaves a prefix of it.
+    fn truncate_all(&mut self) -> Result<(), crate::journal::JournalError> {
+        match self.journal.first_index() {
+            None => Ok(()),
+            Some(0) => {
+                // No index sits below 0: keep only record 0 (later segments
+                // go newest first), then drop that one.
+                self.journal.truncate_after(0)?;
+                self.journal.purge_up_to(0)
+            }
+            Some(first) => self.journal.truncate_after(first - 1),
+        }
+    }
+
+    /// Records the purge point durably, and only then drops the journal up
+    /// to it: after a crash in between, open finishes the purge.
+    fn purge(&mut self, up_to: LogId) -> Result<(), LogStoreError> {
+        self.check_failed()?;
+        if self
+            .durable
+            .purged
+            .is_some_and(|purged| purged.index >= up_to.index)
+        {
+            return Ok(());
+        }
+        let next = DurableState {
+            purged: Some(up_to),
+            ..self.durable.clone()
+        };
+        self.save_state(next)?;
+        self.shared.lock().purged = Some(up_to);
+        let purged = self
+            .journal
+            .purge_up_to(up_to.index)
+            .map_err(LogStoreError::from);
+        self.fail_on_error(purged)
+    }
+
+    fn check_failed(&self) -> Result<(), LogStoreError> {
+        match &self.failed {
+            Some(reason) => Err(LogStoreError::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the store if `result` is an error: after a failed write or
+    /// sync, what the page cache holds can no longer be trusted.
+    fn fail_on_error(&mut self, result: Result<(), LogStoreError>) -> Result<(), LogStoreError> {
+        if let Err(error) = &result {
+            let reason = error.to_string();
+            self.shared.poison(reason.clone());
+            self.failed.get_or_insert(reason);
+        }
+        result
+    }
+
+    fn callback_error(&self, error: &LogStoreError) -> std::io::Error {
+        let reason = self.failed.clone().unwrap_or_else(|| error.to_string());
+        LogStoreError::Poisoned { reason }.into()
+    }
+}

@@ -1,0 +1,301 @@
+//! Guards against a log store that acknowledges entries after a failed
+//! fsync, keeps writing through a page cache it can no longer trust, serves a
+//! damaged entry, or lets a node that lost its vote or log entries vote.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use finkfs_raft::journal::JournalOptions;
+use finkfs_raft::log_store::{
+    JournalLogStore, LogStoreError, LogStoreOptions, OpenReport, VoteBlocker,
+};
+use finkfs_raft::meta::MetaStore;
+use finkfs_raft::types::{
+    AppCommand, Entry, EntryPayload, IOFlushed, LeaderId, LogId, TypeConfig, Vote,
+};
+use finkfs_simdisk::{CrashPolicy, FaultOp, IoFault, SimDisk};
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+use openraft::type_config::TypeConfigExt;
+use openraft::vote::{RaftLeaderId, RaftVote};
+
+const DIR: &str = "groups/5";
+
+fn options() -> LogStoreOptions {
+    LogStoreOptions {
+        journal: JournalOptions {
+            segment_bytes_max: 4096,
+            record_bytes_max: 1 << 20,
+        },
+        committed_save_interval: Duration::from_millis(20),
+    }
+}
+
+fn open(disk: &SimDisk) -> (JournalLogStore, OpenReport) {
+    JournalLogStore::open(disk.disk_ref(), Path::new(DIR), options()).expect("log store opens")
+}
+
+/// A fresh store that has voted, as a node has before it takes entries
+/// (term 9: newer than every entry these tests write).
+async fn open_voted(disk: &SimDisk) -> JournalLogStore {
+    let (mut store, _) = open(disk);
+    let vote = Vote::from_leader_id(LeaderId::new(9, 1), true);
+    store.save_vote(&vote).await.expect("vote saved");
+    store
+}
+
+fn log_id(index: u64) -> LogId {
+    LogId::new(LeaderId::new(1, 1), index)
+}
+
+fn entry(index: u64) -> Entry {
+    let command = AppCommand(Bytes::from(vec![(index % 256) as u8; 150]));
+    Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(command),
+    }
+}
+
+fn entries(indexes: std::ops::Range<u64>) -> Vec<Entry> {
+    indexes.map(entry).collect()
+}
+
+fn files_in(disk: &SimDisk, dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(DIR).join(dir);
+    disk.disk_ref()
+        .list(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|name| dir.join(name))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_journal_fsync_fails_the_callback_and_poisons_the_store() {
+    let disk = SimDisk::new(21);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..5)).await.unwrap();
+    disk.fail_next_on(&format!("{DIR}/journal/"), FaultOp::Sync, IoFault::Eio, 1);
+
+    let (tx, rx) = TypeConfig::oneshot();
+    store
+        .append(entries(5..8), IOFlushed::signal(tx))
+        .await
+        .unwrap();
+    assert!(
+        rx.await.unwrap().is_err(),
+        "entries whose fsync failed were acknowledged"
+    );
+    let later = store.append(entries(8..9), IOFlushed::noop()).await;
+    assert!(later.is_err(), "append accepted after a failed fsync");
+    let vote = store
+        .save_vote(&Vote::from_leader_id(LeaderId::new(2, 1), false))
+        .await;
+    assert!(vote.is_err(), "vote saved after a failed fsync");
+    disk.power_cut_with(CrashPolicy::LoseUnsynced);
+    let _ = store.close().await;
+
+    let (mut store, report) = open(&disk);
+    assert!(report.journal.is_clean());
+    assert!(store.may_vote());
+    // Acknowledged entries survive; the unacknowledged ones may or may not
+    // (a failed fsync may have written some), but only as an intact prefix.
+    let survived = store
+        .get_log_reader()
+        .await
+        .try_get_log_entries(..)
+        .await
+        .unwrap();
+    let kept = survived.len() as u64;
+    assert!((5..=8).contains(&kept), "{kept} entries survived");
+    assert_eq!(survived, entries(0..kept));
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_meta_save_fails_save_vote_and_poisons_the_store() {
+    let disk = SimDisk::new(22);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..2)).await.unwrap();
+    disk.fail_next_on(&format!("{DIR}/meta/"), FaultOp::Sync, IoFault::Eio, 1);
+    let saved = store
+        .save_vote(&Vote::from_leader_id(LeaderId::new(10, 2), true))
+        .await;
+    assert!(saved.is_err());
+    let vote = store.get_log_reader().await.read_vote().await.unwrap();
+    let previous = Vote::from_leader_id(LeaderId::new(9, 1), true);
+    assert_eq!(
+        vote,
+        Some(previous),
+        "a vote that failed to save is reported as saved"
+    );
+    assert!(store
+        .append(entries(2..3), IOFlushed::noop())
+        .await
+        .is_err());
+    let _ = store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_journal_record_blocks_voting_and_is_never_served() {
+    let disk = SimDisk::new(23);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    store.close().await.unwrap();
+    // Flip a bit inside the first segment, well before its last record:
+    // damage followed by valid records, which no crash explains.
+    let segment = files_in(&disk, "journal").into_iter().min().unwrap();
+    disk.flip_bit(&segment, 8 * 400 + 3).unwrap();
+
+    let (mut store, report) = open(&disk);
+    assert!(!report.journal.is_clean(), "damage went unreported");
+    assert!(!store.may_vote());
+    assert!(store
+        .vote_blockers()
+        .iter()
+        .any(|b| matches!(b, VoteBlocker::JournalDamaged { .. })));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(
+        state.last_log_id,
+        Some(log_id(39)),
+        "records after the damage were dropped"
+    );
+    let mut reader = store.get_log_reader().await;
+    let error = reader.try_get_log_entries(..).await.unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    let tail = reader.try_get_log_entries(20..40).await.unwrap();
+    assert_eq!(tail, entries(20..40), "intact records stay readable");
+    let _ = store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_below_the_purge_point_does_not_block_voting() {
+    let disk = SimDisk::new(29);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    // The purge point is saved, then the journal's purge fails before it
+    // changes anything: every old segment stays on disk, and one rots.
+    disk.fail_next_on(&format!("{DIR}/journal/"), FaultOp::Create, IoFault::Eio, 1);
+    assert!(store.purge(log_id(30)).await.is_err());
+    let _ = store.close().await;
+    let oldest = files_in(&disk, "journal").into_iter().min().unwrap();
+    disk.flip_bit(&oldest, 8 * 400 + 3).unwrap();
+
+    let (mut store, report) = open(&disk);
+    assert!(!report.journal.is_clean(), "the rot is still reported");
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    let kept = store
+        .get_log_reader()
+        .await
+        .try_get_log_entries(..)
+        .await
+        .unwrap();
+    assert_eq!(kept, entries(31..40));
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_vote_blocks_voting() {
+    let disk = SimDisk::new(24);
+    let (mut store, _) = open(&disk);
+    store
+        .save_vote(&Vote::from_leader_id(LeaderId::new(4, 1), true))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    for copy in files_in(&disk, "meta") {
+        disk.flip_bit(&copy, 8 * 6 + 1).unwrap();
+    }
+
+    let (store, report) = open(&disk);
+    assert!(report.meta.lost);
+    assert_eq!(report.state.vote, None);
+    assert!(!store.may_vote());
+    assert!(store.vote_blockers().contains(&VoteBlocker::VoteLost));
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_entries_missing_from_the_journal_block_voting() {
+    let disk = SimDisk::new(25);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    store.save_committed(Some(log_id(39))).await.unwrap();
+    store.close().await.unwrap();
+    // The newest segment vanishes, as if its file were lost.
+    let newest = files_in(&disk, "journal")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max();
+    disk.disk_ref().remove(&newest.unwrap()).unwrap();
+
+    let (store, report) = open(&disk);
+    assert_eq!(report.state.committed, Some(log_id(39)));
+    assert!(!store.may_vote());
+    let missing = store
+        .vote_blockers()
+        .iter()
+        .any(|b| matches!(b, VoteBlocker::CommittedMissing { .. }));
+    assert!(missing, "{:?}", store.vote_blockers());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vote_behind_the_log_blocks_voting() {
+    let disk = SimDisk::new(27);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..5)).await.unwrap();
+    store.close().await.unwrap();
+    // The meta store is replaced by a fresh one: the vote is gone, and
+    // nothing in the meta store itself says so.
+    for copy in files_in(&disk, "meta") {
+        disk.disk_ref().remove(&copy).unwrap();
+    }
+
+    let (store, report) = open(&disk);
+    assert!(!report.meta.lost);
+    assert_eq!(report.state.vote, None);
+    assert!(!store.may_vote());
+    let behind = VoteBlocker::VoteBehindLog {
+        vote_term: None,
+        log_term: 1,
+    };
+    assert_eq!(store.vote_blockers(), [behind]);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_entry_of_term_zero_without_a_vote_does_not_block_voting() {
+    // A fresh node initializing its cluster writes its first membership
+    // entry at term 0 before it ever votes; a crash then loses no vote.
+    let disk = SimDisk::new(28);
+    let (mut store, _) = open(&disk);
+    let first = Entry {
+        log_id: LogId::new(LeaderId::new(0, 0), 0),
+        payload: EntryPayload::Blank,
+    };
+    store.blocking_append([first]).await.unwrap();
+    disk.power_cut_with(CrashPolicy::LoseUnsynced);
+    let _ = store.close().await;
+
+    let (store, report) = open(&disk);
+    assert_eq!(report.state.vote, None);
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_payload_that_is_not_a_log_store_state_is_a_typed_error() {
+    let disk = SimDisk::new(26);
+    let (mut meta, _) = MetaStore::open(disk.disk_ref(), Path::new(DIR).join("meta")).unwrap();
+    meta.save(b"this is no log store state").unwrap();
+    drop(meta);
+
+    let error = JournalLogStore::open(disk.disk_ref(), Path::new(DIR), options()).unwrap_err();
+    assert!(
+        matches!(error, LogStoreError::CorruptState { offset: 0, .. }),
+        "{error}"
+    );
+    assert!(error.is_corruption());
+}
