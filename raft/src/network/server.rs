@@ -1,0 +1,405 @@
+//! The server side of the peer network: [`PeerService`] answers every group
+//! registered in its [`GroupRegistry`].
+//!
+//! A request names its group; an unknown group is `NOT_FOUND`. A message
+//! that does not decode, or that no correct leader would send, is
+//! `INVALID_ARGUMENT` and never reaches openraft. A stopped Raft is
+//! `UNAVAILABLE`. Nothing a peer sends can panic the service.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+
+use finkfs_seam::DiskRef;
+use futures_util::{Stream, StreamExt};
+use openraft::raft::AppendEntriesResponse;
+use openraft::storage::RaftStateMachine;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::blocks::{self, BlockSource};
+use super::convert::{self, AppendEntriesRequest, StreamAppendResult, WireError};
+use super::proto::peer_server::{Peer, PeerServer};
+use super::proto::{self};
+use super::snapshot_file::SnapshotFile;
+use super::{snapshot_recv, PEER_MESSAGE_BYTES_MAX, STREAM_IDLE_TIMEOUT};
+use crate::types::{GroupId, LogId, Raft, TypeConfig};
+
+/// What the peer service knows of one group hosted by this process.
+pub struct GroupHandle<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    raft: Raft<SM>,
+    snapshot_disk: DiskRef,
+    snapshot_dir: PathBuf,
+    blocks: Option<Arc<dyn BlockSource>>,
+    /// Held while a snapshot is received and installed: one at a time.
+    pub(crate) receiving: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<SM> GroupHandle<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    /// A group served by `raft`, receiving snapshots into
+    /// `snapshot_dir/incoming/` on `snapshot_disk`.
+    pub fn new(raft: Raft<SM>, snapshot_disk: DiskRef, snapshot_dir: PathBuf) -> Self {
+        GroupHandle {
+            raft,
+            snapshot_disk,
+            snapshot_dir,
+            blocks: None,
+            receiving: Arc::default(),
+        }
+    }
+
+    /// Serves FetchBlock for this group from `blocks`.
+    pub fn with_block_source(mut self, blocks: Arc<dyn BlockSource>) -> Self {
+        self.blocks = Some(blocks);
+        self
+    }
+
+    /// The group's Raft node.
+    pub fn raft(&self) -> &Raft<SM> {
+        &self.raft
+    }
+
+    /// The disk received snapshots are written to.
+    pub fn snapshot_disk(&self) -> &DiskRef {
+        &self.snapshot_disk
+    }
+
+    /// The group's snapshot directory on that disk.
+    pub fn snapshot_dir(&self) -> &std::path::Path {
+        &self.snapshot_dir
+    }
+}
+
+/// The groups this process hosts, by id.
+pub struct GroupRegistry<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    groups: RwLock<BTreeMap<GroupId, Arc<GroupHandle<SM>>>>,
+}
+
+impl<SM> Default for GroupRegistry<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    fn default() -> Self {
+        GroupRegistry {
+            groups: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<SM> GroupRegistry<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hosts `group`; returns the handle it replaces, if any.
+    pub fn insert(&self, group: GroupId, handle: GroupHandle<SM>) -> Option<Arc<GroupHandle<SM>>> {
+        self.write().insert(group, Arc::new(handle))
+    }
+
+    /// Stops hosting `group`; later requests for it are `NOT_FOUND`.
+    pub fn remove(&self, group: GroupId) -> Option<Arc<GroupHandle<SM>>> {
+        self.write().remove(&group)
+    }
+
+    /// The handle of `group`.
+    pub fn get(&self, group: GroupId) -> Option<Arc<GroupHandle<SM>>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group)
+            .cloned()
+    }
+
+    /// The ids of the hosted groups, in order.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<GroupId, Arc<GroupHandle<SM>>>> {
+        self.groups.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handle of `group`, or the status a peer gets for a group this
+    /// process does not host.
+    pub(crate) fn require(&self, group: GroupId) -> Result<Arc<GroupHandle<SM>>, Status> {
+        self.get(group)
+            .ok_or_else(|| Status::not_found(format!("{group} is not hosted by this node")))
+    }
+}
+
+/// The peer gRPC service of one process. Cheap to clone.
+pub struct PeerService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    registry: Arc<GroupRegistry<SM>>,
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl<SM> Clone for PeerService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    fn clone(&self) -> Self {
+        PeerService {
+            registry: Arc::clone(&self.registry),
+            closing: Arc::clone(&self.closing),
+        }
+    }
+}
+
+impl<SM> PeerService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    /// A service answering for the groups of `registry`.
+    pub fn new(registry: Arc<GroupRegistry<SM>>) -> Self {
+        PeerService {
+            registry,
+            closing: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// The groups this service answers for.
+    pub fn registry(&self) -> &Arc<GroupRegistry<SM>> {
+        &self.registry
+    }
+
+    /// The tonic service, with the protocol's message ceilings.
+    pub fn into_server(self) -> PeerServer<Self> {
+        PeerServer::new(self)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+    }
+
+    /// Ends every open AppendEntries stream (with `UNAVAILABLE`), so that a
+    /// graceful shutdown does not wait on streams a peer keeps open.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    async fn closed(mut closing: watch::Receiver<bool>) {
+        // An error means the sender is gone: nothing will close the streams.
+        if closing.wait_for(|closing| *closing).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The status for a message that does not decode.
+pub(crate) fn invalid(what: &str, error: &WireError) -> Status {
+    tracing::warn!(%error, "refused a malformed {what}");
+    Status::invalid_argument(format!("malformed {what}: {error}"))
+}
+
+/// The status for a Raft node that stopped.
+pub(crate) fn stopped(error: &impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {error}"))
+}
+
+/// The reply to a unary AppendEntries, in the stream's terms.
+fn unary_result(
+    response: AppendEntriesResponse<TypeConfig>,
+    prev: Option<LogId>,
+    last: Option<LogId>,
+) -> Result<StreamAppendResult, Status> {
+    use openraft::raft::StreamAppendError;
+    match response {
+        AppendEntriesResponse::Success => Ok(Ok(last)),
+        AppendEntriesResponse::PartialSuccess(matching) => Ok(Ok(matching)),
+        AppendEntriesResponse::HigherVote(vote) => Ok(Err(StreamAppendError::HigherVote(vote))),
+        AppendEntriesResponse::Conflict => match prev {
+            Some(prev) => Ok(Err(StreamAppendError::Conflict(prev))),
+            None => Err(Status::internal(
+                "raft reported a conflict at the start of the log",
+            )),
+        },
+    }
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::AppendReply, Status>> + Send + 'static>>;
+
+/// The requests after the first of an AppendEntries stream; the first
+/// malformed one ends them, its status kept in `failure`.
+fn inbound_requests(
+    inbound: Streaming<proto::AppendRequest>,
+    group: GroupId,
+    failure: Arc<Mutex<Option<Status>>>,
+) -> impl Stream<Item = AppendEntriesRequest> + Send + 'static {
+    futures_util::stream::unfold(inbound, move |mut inbound| {
+        let failure = Arc::clone(&failure);
+        async move {
+            let outcome = match inbound.message().await {
+                Ok(None) => return None,
+                Ok(Some(message)) if message.group_id != group.0 => {
+                    Err(Status::invalid_argument(format!(
+                        "append stream of {group} carried a message for group {}",
+                        message.group_id
+                    )))
+                }
+                Ok(Some(message)) => convert::append_from_proto(message)
+                    .map_err(|e| invalid("AppendEntries message", &e)),
+                Err(status) => Err(status),
+            };
+            match outcome {
+                Ok(request) => Some((request, inbound)),
+                Err(status) => {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    None
+                }
+            }
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl<SM> Peer for PeerService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    async fn vote(
+        &self,
+        request: Request<proto::VoteRequest>,
+    ) -> Result<Response<proto::VoteReply>, Status> {
+        let message = request.into_inner();
+        let handle = self.registry.require(GroupId(message.group_id))?;
+        let vote_request =
+            convert::vote_request_from_proto(message).map_err(|e| invalid("vote request", &e))?;
+        let response = handle
+            .raft
+            .vote(vote_request)
+            .await
+            .map_err(|e| stopped(&e))?;
+        Ok(Response::new(convert::vote_reply_to_proto(&response)))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<proto::VoteRequest>,
+    ) -> Result<Response<proto::VoteReply>, Status> {
+        let message = request.into_inner();
+        let handle = self.registry.require(GroupId(message.group_id))?;
+        let vote_request = convert::vote_request_from_proto(message)
+            .map_err(|e| invalid("pre-vote request", &e))?;
+        let response = handle
+            .raft
+            .pre_vote(vote_request)
+            .await
+            .map_err(|e| stopped(&e))?;
+        Ok(Response::new(convert::vote_reply_to_proto(&response)))
+    }
+
+    async fn append_entries(
+        &self,
+        request: Request<proto::AppendRequest>,
+    ) -> Result<Response<proto::AppendReply>, Status> {
+        let message = request.into_inner();
+        let handle = self.registry.require(GroupId(message.group_id))?;
+        let append = convert::append_from_proto(message)
+            .map_err(|e| invalid("AppendEntries message", &e))?;
+        let prev = append.prev_log_id;
+        let last = append.entries.last().map(|e| e.log_id).or(prev);
+        let response = handle
+            .raft
+            .append_entries(append)
+            .await
+            .map_err(|e| stopped(&e))?;
+        let result = unary_result(response, prev, last)?;
+        Ok(Response::new(convert::append_reply_to_proto(&result)))
+    }
+
+    type StreamAppendStream = ReplyStream;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<proto::AppendRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = match tokio::time::timeout(STREAM_IDLE_TIMEOUT, inbound.message()).await {
+            Err(_) => {
+                return Err(Status::deadline_exceeded(
+                    "no AppendEntries message arrived",
+                ))
+            }
+            Ok(Err(status)) => return Err(status),
+            Ok(Ok(None)) => return Ok(Response::new(Box::pin(futures_util::stream::empty()))),
+            Ok(Ok(Some(first))) => first,
+        };
+        let group = GroupId(first.group_id);
+        let handle = self.registry.require(group)?;
+        let first =
+            convert::append_from_proto(first).map_err(|e| invalid("AppendEntries message", &e))?;
+        let failure = Arc::new(Mutex::new(None));
+        let rest = inbound_requests(inbound, group, Arc::clone(&failure));
+        let input = futures_util::stream::once(async move { first }).chain(rest);
+        let replies = handle.raft.stream_append(input).map(|result| match result {
+            Ok(result) => Ok(convert::append_reply_to_proto(&result)),
+            Err(fatal) => Err(stopped(&fatal)),
+        });
+        let closing = self.closing.subscribe();
+        let closing_now = self.closing.subscribe();
+        let tail = futures_util::stream::once(async move {
+            if *closing_now.borrow() {
+                return Some(Status::unavailable("peer service is shutting down"));
+            }
+            failure.lock().unwrap_or_else(|e| e.into_inner()).take()
+        })
+        .filter_map(|status| async move { status.map(Err) });
+        let replies = replies.take_until(Self::closed(closing)).chain(tail);
+        Ok(Response::new(Box::pin(replies)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<proto::SnapshotChunk>>,
+    ) -> Result<Response<proto::SnapshotReply>, Status> {
+        let reply =
+            snapshot_recv::receive(Arc::clone(&self.registry), request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<proto::TransferLeaderRequest>,
+    ) -> Result<Response<proto::TransferLeaderReply>, Status> {
+        let message = request.into_inner();
+        let handle = self.registry.require(GroupId(message.group_id))?;
+        let transfer = convert::transfer_request_from_proto(message)
+            .map_err(|e| invalid("TransferLeader request", &e))?;
+        let response = handle
+            .raft
+            .handle_transfer_leader(transfer)
+            .await
+            .map_err(|e| stopped(&e))?;
+        Ok(Response::new(convert::transfer_reply_to_proto(&response)))
+    }
+
+    async fn fetch_block(
+        &self,
+        request: Request<proto::FetchBlockRequest>,
+    ) -> Result<Response<proto::FetchBlockReply>, Status> {
+        let message = request.into_inner();
+        let handle = self.registry.require(GroupId(message.group_id))?;
+        let reply = blocks::serve(handle.blocks.clone(), &message.hash).await?;
+        Ok(Response::new(reply))
+    }
+}
