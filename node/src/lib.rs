@@ -5,15 +5,26 @@
 //! simulated disk can cut the power under each of these structures.
 
 pub mod blocks;
+pub mod command;
 mod hex;
 pub mod index;
 pub mod manifest;
+pub mod membership;
 pub mod object_path;
+pub mod reader;
+pub mod snapshot;
+pub mod state_machine;
 pub mod store;
 
-pub use blocks::{BlockError, BlockLocation, BlockStore, BlockStoreOptions, PackScan, ScanItem};
+pub use blocks::{
+    BlockError, BlockLocation, BlockReader, BlockStore, BlockStoreOptions, PackScan, ScanItem,
+};
 pub use hex::hex;
-pub use index::{Applied, BlockEntry, Durability, Index, IndexError, IndexOptions, IndexTxn};
+pub use index::{
+    Applied, BlockEntry, Durability, Index, IndexError, IndexOptions, IndexTxn, IndexView,
+};
 pub use manifest::{Manifest, ManifestBlock, ManifestError};
 pub use object_path::{check_object_path, PathProblem, OBJECT_PATH_BYTES_MAX};
+pub use reader::ObjectReader;
+pub use state_machine::{StateMachine, StateMachineError, StateMachineOptions};
 pub use store::{ObjectOp, ObjectStore, ObjectStoreOptions, OpOutcome, StoreError};

@@ -13,16 +13,27 @@
 //! refers only to durable blocks, and blocks written by a batch that never
 //! committed are dead space. Deleting an object only decrements reference
 //! counts; reclaiming the space of blocks nobody refers to is future work.
+//!
+//! A writer may also commit index transactions with
+//! [`Durability::Eventual`] over blocks not yet synced (the state machine
+//! does, see `state_machine`). redb makes such commits durable at the next
+//! immediate commit *or when the index is closed*, so the store syncs its
+//! blocks before every immediate commit it makes and again when it is
+//! dropped, before the index closes; if that sync fails, the index is told
+//! to refuse writes, so that the pending commits die with the process
+//! instead of becoming durable over lost blocks.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use finkfs_seam::DiskRef;
 
 use crate::blocks::{BlockError, BlockStore, BlockStoreOptions};
 use crate::index::{Applied, Durability, Index, IndexError, IndexOptions, IndexTxn};
 use crate::manifest::{Manifest, ManifestBlock};
-use crate::object_path::{check_object_path, PathProblem};
+use crate::object_path::PathProblem;
+use crate::reader::{check_path, ObjectReader};
 
 const BLOCKS_DIR: &str = "blocks";
 const INDEX_FILE: &str = "index.redb";
@@ -115,7 +126,8 @@ pub enum OpOutcome {
 #[derive(Debug)]
 pub struct ObjectStore {
     blocks: BlockStore,
-    index: Index,
+    index: Arc<Index>,
+    reader: ObjectReader,
     options: ObjectStoreOptions,
 }
 
@@ -153,10 +165,12 @@ impl ObjectStore {
                 });
             }
         }
-        let index = Index::open_with(disk, &index_path, options.index)?;
+        let index = Arc::new(Index::open_with(disk, &index_path, options.index)?);
+        let reader = ObjectReader::new(index.clone(), blocks.reader());
         Ok(ObjectStore {
             blocks,
             index,
+            reader,
             options,
         })
     }
@@ -167,8 +181,32 @@ impl ObjectStore {
     }
 
     /// The index, for scrubbing and fsck.
-    pub fn index(&self) -> &Index {
+    pub fn index(&self) -> &Arc<Index> {
         &self.index
+    }
+
+    /// The options this store was opened with.
+    pub fn options(&self) -> &ObjectStoreOptions {
+        &self.options
+    }
+
+    /// A read handle usable from other threads while this store writes.
+    pub fn reader(&self) -> &ObjectReader {
+        &self.reader
+    }
+
+    /// The block store and the index, for a writer that builds its own
+    /// index transactions (the state machine). Such a writer must call
+    /// [`Self::sync_blocks`] before any immediate commit.
+    pub fn parts_mut(&mut self) -> (&mut BlockStore, &Arc<Index>) {
+        (&mut self.blocks, &self.index)
+    }
+
+    /// Makes every block written so far durable. If the sync fails, the
+    /// index refuses writes from then on (see the module docs): index
+    /// commits that refer to those blocks must never become durable.
+    pub fn sync_blocks(&mut self) -> Result<(), StoreError> {
+        sync_blocks_or_refuse(&mut self.blocks, &self.index).map_err(StoreError::from)
     }
 
     /// Stores `data` at `path`, replacing any object there; durable on return.
@@ -213,9 +251,9 @@ impl ObjectStore {
                 ObjectOp::Delete { path } => OpOutcome::Deleted(delete_object(&mut txn, path)?),
             });
         }
-        if !writer.written.is_empty() {
-            writer.blocks.sync()?;
-        }
+        // Also syncs blocks of earlier eventual commits, which this
+        // immediate commit makes durable too.
+        sync_blocks_or_refuse(writer.blocks, &self.index)?;
         if let Some(applied) = applied {
             txn.set_applied(applied)?;
         }
@@ -225,67 +263,18 @@ impl ObjectStore {
 
     /// The whole object at `path`, every block and the object hash verified.
     pub fn get(&self, path: &str) -> Result<Vec<u8>, StoreError> {
-        let manifest = self.manifest(path)?;
-        let mut data = Vec::with_capacity(usize::try_from(manifest.object_len).unwrap_or(0));
-        for block in &manifest.blocks {
-            let loc = self.locate(path, block)?;
-            data.extend_from_slice(&self.blocks.read(&loc)?);
-        }
-        if data.len() as u64 != manifest.object_len {
-            return Err(corrupt(
-                path,
-                format!(
-                    "blocks hold {} bytes, manifest says {}",
-                    data.len(),
-                    manifest.object_len
-                ),
-            ));
-        }
-        if blake3::hash(&data).as_bytes() != &manifest.object_hash {
-            return Err(corrupt(
-                path,
-                "object does not hash to the hash in its manifest".to_string(),
-            ));
-        }
-        Ok(data)
+        self.reader.get(path)
     }
 
     /// `len` bytes of the object at `path` from `start`. Every block touched
     /// is verified whole.
     pub fn get_range(&self, path: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let manifest = self.manifest(path)?;
-        let end = start
-            .checked_add(len)
-            .filter(|end| *end <= manifest.object_len);
-        let Some(end) = end else {
-            return Err(StoreError::RangeOutOfBounds {
-                path: path.to_string(),
-                start,
-                len,
-                object_len: manifest.object_len,
-            });
-        };
-        let block_bytes = u64::from(manifest.block_bytes);
-        let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        let mut pos = start;
-        while pos < end {
-            let index = pos / block_bytes;
-            let block_start = index * block_bytes;
-            let block = &manifest.blocks[index as usize];
-            let from = (pos - block_start) as u32;
-            let take = (end - pos).min(u64::from(block.len) - u64::from(from)) as u32;
-            let loc = self.locate(path, block)?;
-            data.extend_from_slice(&self.blocks.read_range(&loc, from, take)?);
-            pos += u64::from(take);
-        }
-        assert_eq!(data.len() as u64, len);
-        Ok(data)
+        self.reader.get_range(path, start, len)
     }
 
     /// The manifest of the object at `path`, if any.
     pub fn stat(&self, path: &str) -> Result<Option<Manifest>, StoreError> {
-        check_path(path)?;
-        Ok(self.index.get_object(path)?)
+        self.reader.stat(path)
     }
 
     /// Objects whose path starts with `prefix`, in path order, after
@@ -296,12 +285,12 @@ impl ObjectStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Manifest)>, StoreError> {
-        Ok(self.index.list(prefix, start_after, limit)?)
+        self.reader.list(prefix, start_after, limit)
     }
 
     /// The last journal position applied, if any.
     pub fn applied(&self) -> Result<Option<Applied>, StoreError> {
-        Ok(self.index.applied()?)
+        self.reader.applied()
     }
 
     fn check_batch(&self, ops: &[ObjectOp<'_>]) -> Result<(), StoreError> {
@@ -326,40 +315,6 @@ impl ObjectStore {
             }
         }
         Ok(())
-    }
-
-    fn manifest(&self, path: &str) -> Result<Manifest, StoreError> {
-        check_path(path)?;
-        self.index
-            .get_object(path)?
-            .ok_or_else(|| StoreError::NotFound {
-                path: path.to_string(),
-            })
-    }
-
-    fn locate(
-        &self,
-        path: &str,
-        block: &ManifestBlock,
-    ) -> Result<crate::blocks::BlockLocation, StoreError> {
-        let entry = self.index.block_location(&block.hash)?;
-        let Some(entry) = entry else {
-            let reason = format!(
-                "block {} is missing from the index",
-                crate::hex::hex(&block.hash)
-            );
-            return Err(corrupt(path, reason));
-        };
-        if entry.location.len != block.len {
-            let reason = format!(
-                "block {} is {} bytes in the index, {} in the manifest",
-                crate::hex::hex(&block.hash),
-                entry.location.len,
-                block.len
-            );
-            return Err(corrupt(path, reason));
-        }
-        Ok(entry.location)
     }
 }
 
@@ -450,16 +405,30 @@ fn drop_references(txn: &mut IndexTxn<'_>, manifest: &Manifest) -> Result<(), St
     Ok(())
 }
 
-fn check_path(path: &str) -> Result<(), StoreError> {
-    check_object_path(path).map_err(|problem| StoreError::BadPath {
-        path: path.to_string(),
-        problem,
-    })
+/// Syncs `blocks`; on failure makes `index` refuse writes, so that no
+/// pending eventual commit referring to the lost blocks becomes durable.
+pub(crate) fn sync_blocks_or_refuse(
+    blocks: &mut BlockStore,
+    index: &Index,
+) -> Result<(), BlockError> {
+    let result = blocks.sync();
+    if let Err(error) = &result {
+        index.refuse_writes(format!("blocks could not be made durable: {error}"));
+    }
+    result
 }
 
-fn corrupt(path: &str, reason: String) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_string(),
-        reason,
+impl Drop for ObjectStore {
+    fn drop(&mut self) {
+        // Closing the index makes its eventual commits durable: the blocks
+        // they refer to must be durable first.
+        if self.blocks.is_poisoned() {
+            self.index
+                .refuse_writes("the block store was poisoned by a failed sync".to_string());
+        } else if self.blocks.has_unsynced() {
+            if let Err(error) = sync_blocks_or_refuse(&mut self.blocks, &self.index) {
+                tracing::error!(%error, "could not sync blocks while closing the store");
+            }
+        }
     }
 }

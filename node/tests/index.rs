@@ -90,6 +90,7 @@ fn fill(index: &Index, count: u64) -> Expected {
         let applied = Applied {
             index: batch + 1,
             term: 3,
+            node: 1,
         };
         txn.set_applied(applied).unwrap();
         expected.applied = Some(applied);
@@ -234,7 +235,12 @@ fn dropped_transaction_changes_nothing() {
     {
         let mut txn = index.begin_write().unwrap();
         txn.put_object("uncommitted", &manifest(99, 5)).unwrap();
-        txn.set_applied(Applied { index: 99, term: 9 }).unwrap();
+        txn.set_applied(Applied {
+            index: 99,
+            term: 9,
+            node: 2,
+        })
+        .unwrap();
     }
     assert_eq!(index.get_object("uncommitted").unwrap(), None);
     assert_eq!(read_all(&index, &expected).unwrap(), expected);
@@ -285,6 +291,7 @@ fn eio_and_enospc_during_commit_are_io_errors_and_poison_until_reopen() {
         txn.set_applied(Applied {
             index: 100,
             term: 4,
+            node: 3,
         })
         .unwrap();
         sim_disk.fail_next_on(&index_path().display().to_string(), op, fault, 1);
@@ -322,7 +329,8 @@ fn eio_and_enospc_during_commit_are_io_errors_and_poison_until_reopen() {
                     applied,
                     Some(Applied {
                         index: 100,
-                        term: 4
+                        term: 4,
+                        node: 3,
                     })
                 );
             }

@@ -208,6 +208,7 @@ fn run_cuts(seed: u64) {
                     let applied = Applied {
                         index: next_index,
                         term,
+                        node: 1,
                     };
                     next_index += 1;
                     match apply(&mut store, &changes, applied) {
@@ -254,6 +255,7 @@ fn run_faults(seed: u64) {
             let applied = Applied {
                 index: next_index,
                 term: 1,
+                node: 1,
             };
             next_index += 1;
             apply(&mut store, &changes, applied).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -268,6 +270,7 @@ fn run_faults(seed: u64) {
         let applied = Applied {
             index: next_index,
             term: 1,
+            node: 1,
         };
         next_index += 1;
         arm_fault(&sim_disk, &mut rng);

@@ -313,7 +313,11 @@ fn batch_applies_atomically_with_its_applied_position() {
             data: b"two",
         },
     ];
-    let applied = Applied { index: 42, term: 7 };
+    let applied = Applied {
+        index: 42,
+        term: 7,
+        node: 2,
+    };
     let outcomes = store.apply(&ops, Some(applied)).unwrap();
     assert!(matches!(&outcomes[0], OpOutcome::Put(m) if m.object_len == 3));
     assert!(matches!(&outcomes[1], OpOutcome::Deleted(Some(_))));

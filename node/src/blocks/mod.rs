@@ -29,6 +29,7 @@ mod scan;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use finkfs_seam::{DiskRef, FileRef};
 
@@ -101,10 +102,11 @@ struct ActivePack {
 }
 
 /// Content-addressed blocks in pack files. `put`/`sync` take `&mut self`;
-/// reads take `&self` and may run from many threads.
+/// reads take `&self` and may run from many threads, also through a
+/// [`BlockReader`] shared with readers while the store keeps writing.
 #[derive(Debug)]
 pub struct BlockStore {
-    files: PackFiles,
+    files: Arc<PackFiles>,
     options: BlockStoreOptions,
     active: Option<ActivePack>,
     next_seq: u64,
@@ -127,7 +129,7 @@ impl BlockStore {
         options.check()?;
         disk.create_dir_all(&dir)
             .map_err(|e| BlockError::io(&dir, e))?;
-        let files = PackFiles::new(disk, dir);
+        let files = Arc::new(PackFiles::new(disk, dir));
         let seqs = files.list().map_err(|e| BlockError::io(files.dir(), e))?;
         let next_seq = match seqs.last() {
             Some(last) => last.checked_add(1).ok_or_else(|| BlockError::PackCorrupt {
@@ -171,6 +173,16 @@ impl BlockStore {
         self.files
             .list()
             .map_err(|e| BlockError::io(self.files.dir(), e))
+    }
+
+    /// Whether a failed sync left the store refusing writes until reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Whether blocks were put since the last successful sync.
+    pub fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty() || self.dir_unsynced
     }
 
     /// Appends a block whose BLAKE3 is `hash` (computed once, by the caller).
@@ -249,85 +261,33 @@ impl BlockStore {
         Ok(())
     }
 
-    /// Reads and verifies the block at `loc`: the record header must be
-    /// intact, for this place, and name `loc.hash` and `loc.len`; the data
-    /// must hash to `loc.hash`. Any mismatch is [`BlockError::Corrupt`].
-    pub fn read(&self, loc: &BlockLocation) -> Result<Vec<u8>, BlockError> {
-        let path = self.files.path(loc.pack);
-        let corrupt = |reason: String| BlockError::Corrupt {
-            hash: loc.hash,
-            file: path.clone(),
-            offset: loc.offset,
-            reason,
-        };
-        if loc.len > RECORD_DATA_BYTES_LIMIT {
-            return Err(corrupt(format!(
-                "location claims {} bytes, over the format limit",
-                loc.len
-            )));
+    /// A reader of this store's blocks that can be shared with other
+    /// threads while this store keeps writing.
+    pub fn reader(&self) -> BlockReader {
+        BlockReader {
+            files: self.files.clone(),
         }
-        let file = self
-            .files
-            .get(loc.pack)
-            .map_err(|e| read_error(e, &path, corrupt))?;
-        let mut header = [0u8; RECORD_HEADER_BYTES];
-        file.read_at(loc.offset, &mut header)
-            .map_err(|e| read_error(e, &path, corrupt))?;
-        let found = record::decode(&header, loc.pack, loc.offset).map_err(corrupt)?;
-        if found.hash != loc.hash {
-            return Err(corrupt(format!(
-                "record holds block {}, not the one the index expects",
-                crate::hex::hex(&found.hash)
-            )));
-        }
-        if found.data_len != loc.len {
-            return Err(corrupt(format!(
-                "record holds {} bytes, index expects {}",
-                found.data_len, loc.len
-            )));
-        }
-        let mut data = vec![0u8; loc.len as usize];
-        file.read_at(loc.offset + RECORD_HEADER_BYTES as u64, &mut data)
-            .map_err(|e| read_error(e, &path, corrupt))?;
-        if blake3::hash(&data).as_bytes() != &loc.hash {
-            return Err(corrupt(
-                "block data does not hash to its address".to_string(),
-            ));
-        }
-        Ok(data)
     }
 
-    /// Reads `len` bytes at `start` of the block at `loc`, after verifying
-    /// the whole block (a checksum covers the block, not a range of it).
+    /// Reads and verifies the block at `loc`; see [`BlockReader::read`].
+    pub fn read(&self, loc: &BlockLocation) -> Result<Vec<u8>, BlockError> {
+        read_block(&self.files, loc)
+    }
+
+    /// `len` bytes at `start` of the block at `loc`; see
+    /// [`BlockReader::read_range`].
     pub fn read_range(
         &self,
         loc: &BlockLocation,
         start: u32,
         len: u32,
     ) -> Result<Vec<u8>, BlockError> {
-        let end = start.checked_add(len).filter(|end| *end <= loc.len);
-        let Some(end) = end else {
-            return Err(BlockError::RangeOutOfBounds {
-                hash: loc.hash,
-                start,
-                len,
-                block_len: loc.len,
-            });
-        };
-        let mut data = self.read(loc)?;
-        data.truncate(end as usize);
-        data.drain(..start as usize);
-        Ok(data)
+        read_block_range(&self.files, loc, start, len)
     }
 
     /// Walks every record of pack `seq`, verifying each; see [`PackScan`].
     pub fn scan_pack(&self, seq: u64) -> Result<PackScan, BlockError> {
-        let path = self.files.path(seq);
-        let file = self.files.get(seq).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => BlockError::NoSuchPack { file: path.clone() },
-            _ => BlockError::io(&path, e),
-        })?;
-        PackScan::new(file, seq, path)
+        scan_pack(&self.files, seq)
     }
 
     fn create_pack(&mut self) -> Result<ActivePack, BlockError> {
@@ -398,6 +358,119 @@ impl BlockStore {
             .map_err(|e| format!("cannot read header: {e}"))?;
         pack_header::decode(&header, seq)
     }
+}
+
+/// Reads of a block store, shareable between threads (cheap to clone). Packs
+/// are write-once where records live, so a reader needs no lock against the
+/// writer: it reads only records the index points to, which were fully
+/// written before the index referred to them.
+#[derive(Debug, Clone)]
+pub struct BlockReader {
+    files: Arc<PackFiles>,
+}
+
+impl BlockReader {
+    /// Reads and verifies the block at `loc`: the record header must be
+    /// intact, for this place, and name `loc.hash` and `loc.len`; the data
+    /// must hash to `loc.hash`. Any mismatch is [`BlockError::Corrupt`].
+    pub fn read(&self, loc: &BlockLocation) -> Result<Vec<u8>, BlockError> {
+        read_block(&self.files, loc)
+    }
+
+    /// Reads `len` bytes at `start` of the block at `loc`, after verifying
+    /// the whole block (a checksum covers the block, not a range of it).
+    pub fn read_range(
+        &self,
+        loc: &BlockLocation,
+        start: u32,
+        len: u32,
+    ) -> Result<Vec<u8>, BlockError> {
+        read_block_range(&self.files, loc, start, len)
+    }
+
+    /// Walks every record of pack `seq`, verifying each; see [`PackScan`].
+    pub fn scan_pack(&self, seq: u64) -> Result<PackScan, BlockError> {
+        scan_pack(&self.files, seq)
+    }
+
+    /// The path of pack `seq`, relative to the disk root.
+    pub fn pack_path(&self, seq: u64) -> PathBuf {
+        self.files.path(seq)
+    }
+}
+
+fn read_block(files: &PackFiles, loc: &BlockLocation) -> Result<Vec<u8>, BlockError> {
+    let path = files.path(loc.pack);
+    let corrupt = |reason: String| BlockError::Corrupt {
+        hash: loc.hash,
+        file: path.clone(),
+        offset: loc.offset,
+        reason,
+    };
+    if loc.len > RECORD_DATA_BYTES_LIMIT {
+        return Err(corrupt(format!(
+            "location claims {} bytes, over the format limit",
+            loc.len
+        )));
+    }
+    let file = files
+        .get(loc.pack)
+        .map_err(|e| read_error(e, &path, corrupt))?;
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    file.read_at(loc.offset, &mut header)
+        .map_err(|e| read_error(e, &path, corrupt))?;
+    let found = record::decode(&header, loc.pack, loc.offset).map_err(corrupt)?;
+    if found.hash != loc.hash {
+        return Err(corrupt(format!(
+            "record holds block {}, not the one the index expects",
+            crate::hex::hex(&found.hash)
+        )));
+    }
+    if found.data_len != loc.len {
+        return Err(corrupt(format!(
+            "record holds {} bytes, index expects {}",
+            found.data_len, loc.len
+        )));
+    }
+    let mut data = vec![0u8; loc.len as usize];
+    file.read_at(loc.offset + RECORD_HEADER_BYTES as u64, &mut data)
+        .map_err(|e| read_error(e, &path, corrupt))?;
+    if blake3::hash(&data).as_bytes() != &loc.hash {
+        return Err(corrupt(
+            "block data does not hash to its address".to_string(),
+        ));
+    }
+    Ok(data)
+}
+
+fn read_block_range(
+    files: &PackFiles,
+    loc: &BlockLocation,
+    start: u32,
+    len: u32,
+) -> Result<Vec<u8>, BlockError> {
+    let end = start.checked_add(len).filter(|end| *end <= loc.len);
+    let Some(end) = end else {
+        return Err(BlockError::RangeOutOfBounds {
+            hash: loc.hash,
+            start,
+            len,
+            block_len: loc.len,
+        });
+    };
+    let mut data = read_block(files, loc)?;
+    data.truncate(end as usize);
+    data.drain(..start as usize);
+    Ok(data)
+}
+
+fn scan_pack(files: &PackFiles, seq: u64) -> Result<PackScan, BlockError> {
+    let path = files.path(seq);
+    let file = files.get(seq).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => BlockError::NoSuchPack { file: path.clone() },
+        _ => BlockError::io(&path, e),
+    })?;
+    PackScan::new(file, seq, path)
 }
 
 /// A read that finds the file or record missing is damage (the index says a

@@ -20,11 +20,12 @@
 mod backend;
 mod error;
 mod header_shadow;
+mod rebuild;
 mod shield;
 mod txn;
 mod values;
+mod view;
 
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::manifest::Manifest;
 pub use error::IndexError;
 pub use txn::IndexTxn;
 pub use values::INDEX_FORMAT_VERSION;
+pub use view::IndexView;
 
 use backend::SeamBackend;
 use header_shadow::HeaderShadow;
@@ -49,23 +51,37 @@ const OBJECTS_NAME: &str = "objects";
 const BLOCKS_NAME: &str = "blocks";
 const APPLIED_NAME: &str = "applied";
 const META_NAME: &str = "meta";
+const STAGED_NAME: &str = "staged";
+const OBJECTS_NEXT_NAME: &str = "objects_next";
+const BLOCKS_NEXT_NAME: &str = "blocks_next";
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new(OBJECTS_NAME);
 const BLOCKS: TableDefinition<&[u8; 32], &[u8; BLOCK_ENTRY_BYTES]> =
     TableDefinition::new(BLOCKS_NAME);
 const APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new(APPLIED_NAME);
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new(META_NAME);
+/// Blocks fetched for a snapshot being installed, not yet part of `blocks`.
+const STAGED: TableDefinition<&[u8; 32], &[u8; BLOCK_ENTRY_BYTES]> =
+    TableDefinition::new(STAGED_NAME);
+/// The tables a snapshot install fills before they replace `objects` and
+/// `blocks`, all in one transaction.
+const OBJECTS_NEXT: TableDefinition<&str, &[u8]> = TableDefinition::new(OBJECTS_NEXT_NAME);
+const BLOCKS_NEXT: TableDefinition<&[u8; 32], &[u8; BLOCK_ENTRY_BYTES]> =
+    TableDefinition::new(BLOCKS_NEXT_NAME);
 const APPLIED_KEY: &str = "applied";
+const MEMBERSHIP_KEY: &str = "membership";
 const FORMAT_KEY: &str = "format";
 
 /// `list` returns at most this many entries per call; callers page on with
 /// `start_after`.
 pub const LIST_LIMIT_MAX: usize = 10_000;
 
-/// The position of the last journal entry applied to the index.
+/// The position of the last journal entry applied to the index: its log
+/// id (index, term, and the node id of the leader that proposed it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Applied {
     pub index: u64,
     pub term: u64,
+    pub node: u64,
 }
 
 /// A block's location and how many manifests refer to it.
@@ -235,12 +251,7 @@ impl Index {
 
     /// The manifest of the object at `path`, verified.
     pub fn get_object(&self, path: &str) -> Result<Option<Manifest>, IndexError> {
-        self.guard("get object", |db| {
-            let read = db.begin_read().map_err(|e| self.redb_error(e))?;
-            let table = read.open_table(OBJECTS).map_err(|e| self.redb_error(e))?;
-            let value = table.get(path).map_err(|e| self.redb_error(e))?;
-            value.map(|v| decode_object(path, v.value())).transpose()
-        })
+        self.read("get object", |txn| view::read_object(self, txn, path))
     }
 
     /// Up to `limit` objects (at most [`LIST_LIMIT_MAX`]) whose path starts
@@ -251,51 +262,49 @@ impl Index {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Manifest)>, IndexError> {
-        let limit = limit.min(LIST_LIMIT_MAX);
-        let lower = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
-        self.guard("list", |db| {
-            let read = db.begin_read().map_err(|e| self.redb_error(e))?;
-            let table = read.open_table(OBJECTS).map_err(|e| self.redb_error(e))?;
-            let range = table
-                .range::<&str>((lower, Bound::Unbounded))
-                .map_err(|e| self.redb_error(e))?;
-            let mut out = Vec::new();
-            for item in range {
-                if out.len() >= limit {
-                    break;
-                }
-                let (key, value) = item.map_err(|e| self.redb_error(e))?;
-                let path = key.value();
-                if !path.starts_with(prefix) {
-                    break;
-                }
-                out.push((path.to_string(), decode_object(path, value.value())?));
-            }
-            Ok(out)
+        self.read("list", |txn| {
+            view::read_list(self, txn, prefix, start_after, limit)
         })
     }
 
     /// Where block `hash` lives and its reference count, verified.
     pub fn block_location(&self, hash: &[u8; 32]) -> Result<Option<BlockEntry>, IndexError> {
-        self.guard("get block", |db| {
-            let read = db.begin_read().map_err(|e| self.redb_error(e))?;
-            let table = read.open_table(BLOCKS).map_err(|e| self.redb_error(e))?;
-            let value = table.get(hash).map_err(|e| self.redb_error(e))?;
-            value.map(|v| decode_block(hash, v.value())).transpose()
-        })
+        self.read("get block", |txn| view::read_block(self, txn, hash))
     }
 
     /// The last journal entry applied, if any was recorded.
     pub fn applied(&self) -> Result<Option<Applied>, IndexError> {
-        self.guard("get applied", |db| {
-            let read = db.begin_read().map_err(|e| self.redb_error(e))?;
-            let table = read.open_table(APPLIED).map_err(|e| self.redb_error(e))?;
-            let value = table.get(APPLIED_KEY).map_err(|e| self.redb_error(e))?;
-            value.map(|v| decode_applied(v.value())).transpose()
-        })
+        self.read("get applied", |txn| view::read_applied(self, txn))
+    }
+
+    /// The last membership applied (opaque bytes, see `set_membership`).
+    pub fn membership(&self) -> Result<Option<Vec<u8>>, IndexError> {
+        self.read("get membership", |txn| view::read_membership(self, txn))
+    }
+
+    /// Where a block staged for a snapshot install lives, verified.
+    pub fn staged_block(&self, hash: &[u8; 32]) -> Result<Option<BlockLocation>, IndexError> {
+        self.read("get staged block", |txn| view::read_staged(self, txn, hash))
+    }
+
+    /// A consistent read-only view of the whole index as of now, unaffected
+    /// by later commits (redb's MVCC read transaction).
+    pub fn view(self: &Arc<Self>) -> Result<IndexView, IndexError> {
+        let txn = self.guard("begin read", |db| {
+            db.begin_read().map_err(|e| self.redb_error(e))
+        })?;
+        Ok(IndexView::new(self.clone(), txn))
+    }
+
+    /// Poisons the index and makes its file refuse every further write,
+    /// including the commit redb would make when it is closed. Used when
+    /// something the index's pending (eventual) commits refer to can no
+    /// longer be made durable, such as blocks whose sync failed: those
+    /// commits must die with the process rather than become durable.
+    pub fn refuse_writes(&self, reason: String) {
+        tracing::error!(file = %self.file.display(), %reason, "index refuses writes until reopened");
+        self.poison.set(reason);
+        self.sync_failed.store(true, Ordering::Release);
     }
 
     /// Creates the tables of a new index, or checks the format of an old one.
@@ -310,7 +319,9 @@ impl Index {
                     for table in [OBJECTS, APPLIED] {
                         txn.open_table(table).map_err(|e| self.redb_error(e))?;
                     }
-                    txn.open_table(BLOCKS).map_err(|e| self.redb_error(e))?;
+                    for table in [BLOCKS, STAGED] {
+                        txn.open_table(table).map_err(|e| self.redb_error(e))?;
+                    }
                     let value = values::encode_format(META_NAME, FORMAT_KEY);
                     meta.insert(FORMAT_KEY, value.as_slice())
                         .map_err(|e| self.redb_error(e))?;
@@ -332,6 +343,18 @@ impl Index {
                     reason: "no format record".to_string(),
                 }),
             }
+        })
+    }
+
+    /// Runs `f` in a read transaction of its own.
+    fn read<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        self.guard(what, |db| {
+            let txn = db.begin_read().map_err(|e| self.redb_error(e))?;
+            f(&txn)
         })
     }
 
@@ -441,6 +464,24 @@ fn decode_applied(value: &[u8]) -> Result<Applied, IndexError> {
     values::decode_applied(APPLIED_NAME, APPLIED_KEY, value).map_err(|reason| IndexError::Corrupt {
         table: APPLIED_NAME,
         key: APPLIED_KEY.to_string(),
+        reason,
+    })
+}
+
+fn decode_membership(value: &[u8]) -> Result<Vec<u8>, IndexError> {
+    values::decode_membership(APPLIED_NAME, MEMBERSHIP_KEY, value).map_err(|reason| {
+        IndexError::Corrupt {
+            table: APPLIED_NAME,
+            key: MEMBERSHIP_KEY.to_string(),
+            reason,
+        }
+    })
+}
+
+fn decode_staged(hash: &[u8; 32], value: &[u8]) -> Result<BlockEntry, IndexError> {
+    values::decode_block_entry(STAGED_NAME, hash, value).map_err(|reason| IndexError::Corrupt {
+        table: STAGED_NAME,
+        key: hex(hash),
         reason,
     })
 }

@@ -8,8 +8,9 @@ use crate::manifest::Manifest;
 
 use super::shield::{drop_shielded, shielded};
 use super::{
-    decode_applied, decode_block, decode_object, values, Applied, BlockEntry, Durability, Index,
-    IndexError, APPLIED, APPLIED_KEY, APPLIED_NAME, BLOCKS, BLOCKS_NAME, OBJECTS, OBJECTS_NAME,
+    decode_applied, decode_block, decode_membership, decode_object, values, Applied, BlockEntry,
+    Durability, Index, IndexError, APPLIED, APPLIED_KEY, APPLIED_NAME, BLOCKS, BLOCKS_NAME,
+    MEMBERSHIP_KEY, OBJECTS, OBJECTS_NAME,
 };
 
 /// One write transaction. Every value it reads is verified.
@@ -76,13 +77,24 @@ impl<'a> IndexTxn<'a> {
         hash: &[u8; 32],
         location: &BlockLocation,
     ) -> Result<(), IndexError> {
+        self.add_block_with_refs(hash, location, 1)
+    }
+
+    /// Records a new block with `refs` references (zero for a block stored
+    /// ahead of the manifest that will refer to it). Fails if it is known.
+    pub fn add_block_with_refs(
+        &mut self,
+        hash: &[u8; 32],
+        location: &BlockLocation,
+        refs: u64,
+    ) -> Result<(), IndexError> {
         assert_eq!(&location.hash, hash, "location of another block");
         if self.block_entry(hash)?.is_some() {
             return Err(IndexError::BlockExists { hash: *hash });
         }
         self.write_block(&BlockEntry {
             location: *location,
-            refs: 1,
+            refs,
         })
     }
 
@@ -142,6 +154,42 @@ impl<'a> IndexTxn<'a> {
         })
     }
 
+    /// Records the last membership applied: opaque bytes (the state
+    /// machine's encoding), kept beside the applied position so that both
+    /// always describe the same point of the journal.
+    pub fn set_membership(&mut self, membership: &[u8]) -> Result<(), IndexError> {
+        let value = values::encode_membership(APPLIED_NAME, MEMBERSHIP_KEY, membership);
+        self.run("set membership", |index, txn| {
+            let mut table = txn.open_table(APPLIED).map_err(|e| index.redb_error(e))?;
+            table
+                .insert(MEMBERSHIP_KEY, value.as_slice())
+                .map_err(|e| index.redb_error(e))?;
+            Ok(())
+        })
+    }
+
+    /// The membership as this transaction sees it.
+    pub fn membership(&mut self) -> Result<Option<Vec<u8>>, IndexError> {
+        self.run("get membership", |index, txn| {
+            let table = txn.open_table(APPLIED).map_err(|e| index.redb_error(e))?;
+            let value = table.get(MEMBERSHIP_KEY).map_err(|e| index.redb_error(e))?;
+            value.map(|v| decode_membership(v.value())).transpose()
+        })
+    }
+
+    /// Forgets the applied position and the membership (an install of a
+    /// snapshot that covers no entry).
+    pub fn clear_applied(&mut self) -> Result<(), IndexError> {
+        self.run("clear applied", |index, txn| {
+            let mut table = txn.open_table(APPLIED).map_err(|e| index.redb_error(e))?;
+            table.remove(APPLIED_KEY).map_err(|e| index.redb_error(e))?;
+            table
+                .remove(MEMBERSHIP_KEY)
+                .map_err(|e| index.redb_error(e))?;
+            Ok(())
+        })
+    }
+
     /// The applied position as this transaction sees it.
     pub fn applied(&mut self) -> Result<Option<Applied>, IndexError> {
         self.run("get applied", |index, txn| {
@@ -182,7 +230,7 @@ impl<'a> IndexTxn<'a> {
 
     /// Runs `f` on the open transaction unless the index is poisoned. After
     /// a redb panic the transaction is dropped (under the shield) for good.
-    fn run<T>(
+    pub(super) fn run<T>(
         &mut self,
         what: &str,
         f: impl FnOnce(&Index, &redb::WriteTransaction) -> Result<T, IndexError>,

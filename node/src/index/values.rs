@@ -26,18 +26,31 @@
 //!     32    16  check
 //! ```
 //!
-//! `applied` (key: "applied"), 40 bytes:
+//! `staged` (key: block hash, 32 bytes): a block fetched for a snapshot
+//! being installed, the same 48-byte layout as `blocks` with refs zero.
+//!
+//! `applied` (key: "applied"), 48 bytes:
 //! ```text
-//!      0     4  version u32   APPLIED_VERSION (1)
+//!      0     4  version u32   APPLIED_VERSION (2)
 //!      4     4  reserved u32  zero
 //!      8     8  index u64     last journal index applied
 //!     16     8  term u64      its term
-//!     24    16  check
+//!     24     8  node u64      node id of the leader that proposed it
+//!     32    16  check
+//! ```
+//!
+//! `applied` (key: "membership"), 24 + n bytes:
+//! ```text
+//!      0     4  version u32   MEMBERSHIP_RECORD_VERSION (1)
+//!      4     4  len u32       n
+//!      8     n  body          the last applied membership, opaque here
+//!                             (the state machine's stored-membership encoding)
+//!    8+n    16  check
 //! ```
 //!
 //! `meta` (key: "format"), 24 bytes:
 //! ```text
-//!      0     4  version u32   INDEX_FORMAT_VERSION (1)
+//!      0     4  version u32   INDEX_FORMAT_VERSION (2)
 //!      4     4  reserved u32  zero
 //!      8    16  check
 //! ```
@@ -50,13 +63,17 @@ use super::{Applied, BlockEntry};
 const CHECK_BYTES: usize = 16;
 const CHECK_CONTEXT: &str = "finkfs index value v1";
 
-/// Version of the index as a whole (tables and value layouts).
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Version of the index as a whole (tables and value layouts). Version 2
+/// added the leader node to `applied`, the `membership` record and the
+/// `staged` table.
+pub const INDEX_FORMAT_VERSION: u32 = 2;
 pub const BLOCK_ENTRY_VERSION: u32 = 1;
-pub const APPLIED_VERSION: u32 = 1;
+pub const APPLIED_VERSION: u32 = 2;
+pub const MEMBERSHIP_RECORD_VERSION: u32 = 1;
 
 pub const BLOCK_ENTRY_BYTES: usize = 32 + CHECK_BYTES;
-pub const APPLIED_BYTES: usize = 24 + CHECK_BYTES;
+pub const APPLIED_BYTES: usize = 32 + CHECK_BYTES;
+const MEMBERSHIP_HEADER_BYTES: usize = 8;
 pub const FORMAT_BYTES: usize = 8 + CHECK_BYTES;
 
 fn check(table: &str, key: &[u8], body: &[u8]) -> [u8; CHECK_BYTES] {
@@ -150,6 +167,7 @@ pub fn encode_applied(table: &str, key: &str, applied: &Applied) -> Vec<u8> {
     body.extend_from_slice(&0u32.to_le_bytes());
     body.extend_from_slice(&applied.index.to_le_bytes());
     body.extend_from_slice(&applied.term.to_le_bytes());
+    body.extend_from_slice(&applied.node.to_le_bytes());
     seal(table, key.as_bytes(), body)
 }
 
@@ -165,7 +183,37 @@ pub fn decode_applied(table: &str, key: &str, value: &[u8]) -> Result<Applied, S
     Ok(Applied {
         index: read_u64(body, 8),
         term: read_u64(body, 16),
+        node: read_u64(body, 24),
     })
+}
+
+pub fn encode_membership(table: &str, key: &str, membership: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(membership.len()).expect("membership record under 4 GiB");
+    let mut body = Vec::with_capacity(MEMBERSHIP_HEADER_BYTES + membership.len() + CHECK_BYTES);
+    body.extend_from_slice(&MEMBERSHIP_RECORD_VERSION.to_le_bytes());
+    body.extend_from_slice(&len.to_le_bytes());
+    body.extend_from_slice(membership);
+    seal(table, key.as_bytes(), body)
+}
+
+/// The opaque membership bytes of a verified membership record.
+pub fn decode_membership(table: &str, key: &str, value: &[u8]) -> Result<Vec<u8>, String> {
+    let body = unseal(table, key.as_bytes(), value)?;
+    if body.len() < MEMBERSHIP_HEADER_BYTES {
+        return Err(format!("membership record of {} bytes", value.len()));
+    }
+    let version = read_u32(body, 0);
+    if version != MEMBERSHIP_RECORD_VERSION {
+        return Err(format!("unsupported membership record version {version}"));
+    }
+    let len = read_u32(body, 4) as usize;
+    if body.len() - MEMBERSHIP_HEADER_BYTES != len {
+        return Err(format!(
+            "membership record says {len} bytes, holds {}",
+            body.len() - MEMBERSHIP_HEADER_BYTES
+        ));
+    }
+    Ok(body[MEMBERSHIP_HEADER_BYTES..].to_vec())
 }
 
 pub fn encode_format(table: &str, key: &str) -> Vec<u8> {
@@ -222,7 +270,12 @@ mod tests {
     fn value_under_another_key_fails_its_check() {
         let bytes = encode_block_entry("blocks", &entry());
         assert!(decode_block_entry("blocks", &[8; 32], &bytes).is_err());
-        let applied = encode_applied("applied", "applied", &Applied { index: 5, term: 2 });
+        let applied = Applied {
+            index: 5,
+            term: 2,
+            node: 1,
+        };
+        let applied = encode_applied("applied", "applied", &applied);
         assert!(decode_applied("applied", "other", &applied).is_err());
     }
 
@@ -241,7 +294,11 @@ mod tests {
 
     #[test]
     fn applied_and_format_round_trip() {
-        let applied = Applied { index: 9, term: 4 };
+        let applied = Applied {
+            index: 9,
+            term: 4,
+            node: 3,
+        };
         let bytes = encode_applied("applied", "applied", &applied);
         assert_eq!(bytes.len(), APPLIED_BYTES);
         assert_eq!(decode_applied("applied", "applied", &bytes), Ok(applied));
@@ -250,5 +307,22 @@ mod tests {
             decode_format("meta", "format", &format),
             Ok(INDEX_FORMAT_VERSION)
         );
+    }
+
+    #[test]
+    fn membership_record_round_trips_and_detects_damage() {
+        let bytes = encode_membership("applied", "membership", b"{\"voters\":[1]}");
+        assert_eq!(
+            decode_membership("applied", "membership", &bytes),
+            Ok(b"{\"voters\":[1]}".to_vec())
+        );
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                decode_membership("applied", "membership", &damaged).is_err(),
+                "bit {bit}"
+            );
+        }
     }
 }

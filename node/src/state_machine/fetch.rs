@@ -1,0 +1,70 @@
+//! Where a node installing a snapshot gets the blocks it lacks.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use finkfs_raft::network::BlockSource;
+
+/// Why a fetch failed as a whole (no peer reachable, ...).
+pub type FetchError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The blocks a fetch found: (hash, data), in any order.
+pub type Fetched = Vec<([u8; 32], Bytes)>;
+
+/// The future a [`BlockFetcher`] returns.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
+
+/// Fetches blocks by hash from wherever they can be had (the peers of the
+/// group, over FetchBlock). A fetcher may return fewer blocks than asked —
+/// those no peer holds — and need not verify them: the state machine checks
+/// every block against its hash and refuses the install if any block it
+/// needs is missing or damaged.
+pub trait BlockFetcher: Send + Sync + 'static {
+    /// The blocks of `hashes` that could be found.
+    fn fetch<'a>(&'a self, hashes: &'a [[u8; 32]]) -> FetchFuture<'a>;
+}
+
+/// A fetcher with nowhere to fetch from: installs succeed only when this
+/// node already holds every block the snapshot refers to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFetcher;
+
+impl BlockFetcher for NoFetcher {
+    fn fetch<'a>(&'a self, _hashes: &'a [[u8; 32]]) -> FetchFuture<'a> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// A fetcher reading an in-process [`BlockSource`] (another store on this
+/// machine, a backup being restored), off the async threads.
+#[derive(Clone)]
+pub struct LocalFetcher {
+    source: Arc<dyn BlockSource>,
+}
+
+impl LocalFetcher {
+    pub fn new(source: Arc<dyn BlockSource>) -> LocalFetcher {
+        LocalFetcher { source }
+    }
+}
+
+impl BlockFetcher for LocalFetcher {
+    fn fetch<'a>(&'a self, hashes: &'a [[u8; 32]]) -> FetchFuture<'a> {
+        let source = self.source.clone();
+        let hashes = hashes.to_vec();
+        Box::pin(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                let mut found = Vec::with_capacity(hashes.len());
+                for hash in hashes {
+                    if let Some(data) = source.read_block(hash)? {
+                        found.push((hash, data));
+                    }
+                }
+                Ok::<_, FetchError>(found)
+            });
+            read.await.map_err(|e| Box::new(e) as FetchError)?
+        })
+    }
+}
