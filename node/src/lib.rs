@@ -4,8 +4,11 @@
 //! Every durable byte goes through the I/O seam (`finkfs-seam`), so the
 //! simulated disk can cut the power under each of these structures.
 
+pub mod api;
 pub mod blocks;
+pub mod client;
 pub mod command;
+pub mod daemon;
 mod hex;
 pub mod index;
 pub mod manifest;

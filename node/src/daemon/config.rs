@@ -1,0 +1,543 @@
+//! The settings of a `finkfs-node` process: command-line flags, an optional
+//! TOML file (`--config`), and defaults, in that order of precedence.
+//!
+//! The TOML file takes the same names as the flags (with `_` for `-`), the
+//! Raft timings under `[raft]`, the apply knobs under `[apply]`:
+//!
+//! ```toml
+//! id = 1
+//! data_dir = "/var/lib/finkfs"
+//! peer_listen = "0.0.0.0:7001"
+//! peer_advertise = "node1.example:7001"
+//! client_listen = "0.0.0.0:7002"
+//! client_advertise = "node1.example:7002"
+//! metrics_listen = "127.0.0.1:9101"
+//! initial_members = ["1=node1.example:7001,node1.example:7002", "2=node2.example:7001,node2.example:7002"]
+//! object_bytes_max = 1073741824
+//!
+//! [raft]
+//! heartbeat_ms = 100
+//! election_timeout_min_ms = 1000
+//! election_timeout_max_ms = 2000
+//! snapshot_every_entries = 50000
+//!
+//! [apply]
+//! sync_entries = 1024
+//! sync_ms = 1000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use finkfs_raft::types::NodeId;
+use serde::Deserialize;
+
+use crate::api::{MemberAddr, OBJECT_BYTES_MAX_DEFAULT, WRITE_TIMEOUT_DEFAULT};
+
+/// Default interval of leader heartbeats.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
+/// Default shortest election timeout.
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 1000;
+/// Default longest election timeout.
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 2000;
+/// Default number of entries applied between two snapshots.
+pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 50_000;
+/// Default entries applied between two durable syncs of the state machine.
+pub const APPLY_SYNC_ENTRIES_DEFAULT: u64 = 1024;
+/// Default longest time between two durable syncs of the state machine.
+pub const APPLY_SYNC_MS_DEFAULT: u64 = 1000;
+/// Largest configuration file read.
+const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
+
+/// Command-line flags of `finkfs-node`.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "finkfs-node", version, about = "A finkfs storage node")]
+pub struct Flags {
+    /// TOML file with the same settings (flags take precedence).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id: unique in the cluster, stable for its data directory.
+    #[arg(long)]
+    pub id: Option<NodeId>,
+    /// Directory holding this node's data.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the peer (Raft) service listens on.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_listen: Option<String>,
+    /// Peer address other nodes use to reach this one (default: the bound
+    /// address; required when listening on 0.0.0.0 or [::]).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_advertise: Option<String>,
+    /// Address the client service listens on.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub client_listen: Option<String>,
+    /// Client address followers send clients to (default: the bound address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub client_advertise: Option<String>,
+    /// Address of the Prometheus /metrics endpoint (none if absent).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+    /// A member of the first cluster, `ID=PEER_ADDR,CLIENT_ADDR`; repeat for
+    /// each. On its first start, the listed node with the smallest id
+    /// initializes the cluster; the others wait to be contacted.
+    #[arg(long = "initial-member", value_name = "ID=PEER,CLIENT")]
+    pub initial_members: Vec<String>,
+    /// Largest object accepted, in bytes.
+    #[arg(long)]
+    pub object_bytes_max: Option<u64>,
+    /// Leader heartbeat interval, in milliseconds.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest election timeout, in milliseconds.
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Longest election timeout, in milliseconds.
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Entries applied between two snapshots.
+    #[arg(long)]
+    pub snapshot_every_entries: Option<u64>,
+    /// Entries applied between two durable syncs of the state machine.
+    #[arg(long)]
+    pub apply_sync_entries: Option<u64>,
+    /// Longest time between two durable syncs of the state machine, in ms.
+    #[arg(long)]
+    pub apply_sync_ms: Option<u64>,
+}
+
+/// The TOML file: every setting optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<NodeId>,
+    data_dir: Option<PathBuf>,
+    peer_listen: Option<String>,
+    peer_advertise: Option<String>,
+    client_listen: Option<String>,
+    client_advertise: Option<String>,
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    initial_members: Vec<String>,
+    object_bytes_max: Option<u64>,
+    #[serde(default)]
+    raft: FileRaft,
+    #[serde(default)]
+    apply: FileApply,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRaft {
+    heartbeat_ms: Option<u64>,
+    election_timeout_min_ms: Option<u64>,
+    election_timeout_max_ms: Option<u64>,
+    snapshot_every_entries: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApply {
+    sync_entries: Option<u64>,
+    sync_ms: Option<u64>,
+}
+
+/// Raft timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Shortest election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Longest election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Entries applied between two snapshots.
+    pub snapshot_every_entries: u64,
+}
+
+/// How often the state machine makes what it applied durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplySettings {
+    /// Entries applied between two syncs.
+    pub sync_entries: u64,
+    /// Longest time between two syncs.
+    pub sync_interval: Duration,
+}
+
+/// One member of the first cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    /// Its id.
+    pub id: NodeId,
+    /// Its addresses.
+    pub addr: MemberAddr,
+}
+
+/// The checked settings of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Where the peer service listens.
+    pub peer_listen: SocketAddr,
+    /// The peer address advertised, if not the bound one.
+    pub peer_advertise: Option<String>,
+    /// Where the client service listens.
+    pub client_listen: SocketAddr,
+    /// The client address advertised, if not the bound one.
+    pub client_advertise: Option<String>,
+    /// Where /metrics is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The members of the first cluster (empty: initialize by hand).
+    pub initial_members: Vec<InitialMember>,
+    /// Largest object accepted.
+    pub object_bytes_max: u64,
+    /// Longest wait for a write to commit.
+    pub write_timeout: Duration,
+    /// Raft timings.
+    pub raft: RaftSettings,
+    /// Apply sync knobs.
+    pub apply: ApplySettings,
+}
+
+/// Why the settings are not usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {}: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for these settings.
+    #[error("config file {}: {source}", file.display())]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A required setting is missing.
+    #[error("missing setting {0} (flag --{1} or key {0} in the config file)")]
+    Missing(&'static str, &'static str),
+    /// A setting has a bad value.
+    #[error("setting {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl NodeConfig {
+    /// The settings from `flags`, the file they name, and defaults.
+    pub fn from_flags(flags: Flags) -> Result<NodeConfig, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        merge(flags, file)
+    }
+
+    /// The advertised addresses of this node once its listeners are bound.
+    pub fn member_addr(
+        &self,
+        peer_bound: SocketAddr,
+        client_bound: SocketAddr,
+    ) -> Result<MemberAddr, ConfigError> {
+        let peer = advertised("peer_advertise", &self.peer_advertise, peer_bound)?;
+        let client = advertised("client_advertise", &self.client_advertise, client_bound)?;
+        MemberAddr::new(&peer, &client).map_err(|e| ConfigError::Invalid {
+            name: "peer_advertise/client_advertise",
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let read = |source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    };
+    // The config file is operator input, not durable data of the store.
+    let meta = std::fs::metadata(path).map_err(read)?;
+    if meta.len() > CONFIG_FILE_BYTES_MAX {
+        return Err(ConfigError::Invalid {
+            name: "config",
+            reason: format!(
+                "{} is larger than {CONFIG_FILE_BYTES_MAX} bytes",
+                path.display()
+            ),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    parse_file(&text).map_err(|source| ConfigError::Parse {
+        file: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+fn merge(flags: Flags, file: FileConfig) -> Result<NodeConfig, ConfigError> {
+    let id = flags
+        .id
+        .or(file.id)
+        .ok_or(ConfigError::Missing("id", "id"))?;
+    let data_dir = flags
+        .data_dir
+        .or(file.data_dir)
+        .ok_or(ConfigError::Missing("data_dir", "data-dir"))?;
+    let peer_listen = flags.peer_listen.or(file.peer_listen);
+    let peer_listen = socket("peer_listen", "peer-listen", peer_listen)?;
+    let client_listen = flags.client_listen.or(file.client_listen);
+    let client_listen = socket("client_listen", "client-listen", client_listen)?;
+    let metrics_listen = match flags.metrics_listen.or(file.metrics_listen) {
+        Some(addr) => Some(socket("metrics_listen", "metrics-listen", Some(addr))?),
+        None => None,
+    };
+    let members = if flags.initial_members.is_empty() {
+        file.initial_members
+    } else {
+        flags.initial_members
+    };
+    let raft = RaftSettings {
+        heartbeat_ms: flags
+            .heartbeat_ms
+            .or(file.raft.heartbeat_ms)
+            .unwrap_or(HEARTBEAT_MS_DEFAULT),
+        election_timeout_min_ms: flags
+            .election_timeout_min_ms
+            .or(file.raft.election_timeout_min_ms)
+            .unwrap_or(ELECTION_TIMEOUT_MIN_MS_DEFAULT),
+        election_timeout_max_ms: flags
+            .election_timeout_max_ms
+            .or(file.raft.election_timeout_max_ms)
+            .unwrap_or(ELECTION_TIMEOUT_MAX_MS_DEFAULT),
+        snapshot_every_entries: flags
+            .snapshot_every_entries
+            .or(file.raft.snapshot_every_entries)
+            .unwrap_or(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
+    };
+    let apply = ApplySettings {
+        sync_entries: flags
+            .apply_sync_entries
+            .or(file.apply.sync_entries)
+            .unwrap_or(APPLY_SYNC_ENTRIES_DEFAULT),
+        sync_interval: Duration::from_millis(
+            flags
+                .apply_sync_ms
+                .or(file.apply.sync_ms)
+                .unwrap_or(APPLY_SYNC_MS_DEFAULT),
+        ),
+    };
+    let config = NodeConfig {
+        id,
+        data_dir,
+        peer_listen,
+        peer_advertise: flags.peer_advertise.or(file.peer_advertise),
+        client_listen,
+        client_advertise: flags.client_advertise.or(file.client_advertise),
+        metrics_listen,
+        initial_members: members
+            .iter()
+            .map(|m| initial_member(m))
+            .collect::<Result<_, _>>()?,
+        object_bytes_max: flags
+            .object_bytes_max
+            .or(file.object_bytes_max)
+            .unwrap_or(OBJECT_BYTES_MAX_DEFAULT),
+        write_timeout: WRITE_TIMEOUT_DEFAULT,
+        raft,
+        apply,
+    };
+    check(&config)?;
+    Ok(config)
+}
+
+fn check(config: &NodeConfig) -> Result<(), ConfigError> {
+    let invalid = |name, reason: String| Err(ConfigError::Invalid { name, reason });
+    let raft = &config.raft;
+    if raft.heartbeat_ms == 0 {
+        return invalid("heartbeat_ms", "must be at least 1".into());
+    }
+    if raft.election_timeout_min_ms <= raft.heartbeat_ms {
+        return invalid(
+            "election_timeout_min_ms",
+            format!("must exceed heartbeat_ms ({})", raft.heartbeat_ms),
+        );
+    }
+    if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+        return invalid(
+            "election_timeout_max_ms",
+            format!(
+                "must exceed election_timeout_min_ms ({})",
+                raft.election_timeout_min_ms
+            ),
+        );
+    }
+    if config.apply.sync_entries == 0 {
+        return invalid("apply_sync_entries", "must be at least 1".into());
+    }
+    let ceiling = crate::command::OBJECT_BYTES_MAX;
+    if config.object_bytes_max == 0 || config.object_bytes_max > ceiling {
+        return invalid(
+            "object_bytes_max",
+            format!("must be in 1..={ceiling} (the largest object a command stores)"),
+        );
+    }
+    let mut ids: Vec<NodeId> = config.initial_members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return invalid("initial_members", "a member id is listed twice".into());
+    }
+    if !ids.is_empty() && !ids.contains(&config.id) {
+        return invalid(
+            "initial_members",
+            format!("this node ({}) is not among them", config.id),
+        );
+    }
+    Ok(())
+}
+
+fn socket(
+    name: &'static str,
+    flag: &'static str,
+    value: Option<String>,
+) -> Result<SocketAddr, ConfigError> {
+    let value = value.ok_or(ConfigError::Missing(name, flag))?;
+    value.parse().map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("{value:?} is not IP:PORT ({e})"),
+    })
+}
+
+/// `ID=PEER,CLIENT`.
+fn initial_member(text: &str) -> Result<InitialMember, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "initial_members",
+        reason,
+    };
+    let (id, addrs) = text
+        .split_once('=')
+        .ok_or_else(|| invalid(format!("{text:?} is not ID=PEER_ADDR,CLIENT_ADDR")))?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|e| invalid(format!("{text:?}: bad id: {e}")))?;
+    let (peer, client) = addrs
+        .split_once(',')
+        .ok_or_else(|| invalid(format!("{text:?} is not ID=PEER_ADDR,CLIENT_ADDR")))?;
+    let addr = MemberAddr::new(peer.trim(), client.trim()).map_err(|e| invalid(e.to_string()))?;
+    Ok(InitialMember { id, addr })
+}
+
+fn advertised(
+    name: &'static str,
+    given: &Option<String>,
+    bound: SocketAddr,
+) -> Result<String, ConfigError> {
+    if let Some(given) = given {
+        return Ok(given.clone());
+    }
+    if bound.ip().is_unspecified() {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!(
+                "listening on {bound}, which other nodes cannot dial: give the address to advertise"
+            ),
+        });
+    }
+    Ok(bound.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Flags {
+        Flags {
+            id: Some(1),
+            data_dir: Some("/d".into()),
+            peer_listen: Some("127.0.0.1:7001".into()),
+            client_listen: Some("127.0.0.1:7002".into()),
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let file = parse_file(
+            "id = 9\ndata_dir = \"/f\"\npeer_listen = \"127.0.0.1:1\"\nclient_listen = \"127.0.0.1:2\"\n[raft]\nheartbeat_ms = 50\n",
+        )
+        .unwrap();
+        let config = merge(flags(), file).unwrap();
+        assert_eq!(config.id, 1);
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.raft.heartbeat_ms, 50);
+        assert_eq!(
+            config.raft.election_timeout_min_ms,
+            ELECTION_TIMEOUT_MIN_MS_DEFAULT
+        );
+        assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn missing_and_unknown_settings_are_refused() {
+        let mut no_id = flags();
+        no_id.id = None;
+        assert!(matches!(
+            merge(no_id, FileConfig::default()),
+            Err(ConfigError::Missing("id", _))
+        ));
+        assert!(parse_file("idd = 1").is_err());
+        assert!(parse_file("[raft]\nheartbeat = 1").is_err());
+    }
+
+    #[test]
+    fn inconsistent_timeouts_are_refused() {
+        let mut bad = flags();
+        bad.heartbeat_ms = Some(500);
+        bad.election_timeout_min_ms = Some(400);
+        assert!(merge(bad, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn initial_members_parse_and_must_include_this_node() {
+        let mut with = flags();
+        with.initial_members = vec![
+            "1=127.0.0.1:7001,127.0.0.1:7002".into(),
+            "2=127.0.0.1:7011,127.0.0.1:7012".into(),
+        ];
+        let config = merge(with.clone(), FileConfig::default()).unwrap();
+        assert_eq!(config.initial_members.len(), 2);
+        assert_eq!(
+            config.initial_members[1].addr.client.as_deref(),
+            Some("127.0.0.1:7012")
+        );
+        with.id = Some(3);
+        assert!(merge(with, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn unspecified_listen_address_needs_an_advertised_one() {
+        let config = merge(flags(), FileConfig::default()).unwrap();
+        let any: SocketAddr = "0.0.0.0:7001".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+        assert!(config.member_addr(any, local).is_err());
+        let addr = config.member_addr(local, local).unwrap();
+        assert_eq!(addr.peer, "127.0.0.1:7002");
+    }
+}

@@ -1,0 +1,526 @@
+//! The `finkfs-node` daemon: opens a node's data directory, runs its Raft
+//! group, serves the peer, client and metrics endpoints, and shuts down
+//! gracefully on SIGTERM or SIGINT.
+//!
+//! Data directory layout (one [`RealDisk`] rooted at the data directory,
+//! every byte through the I/O seam):
+//!
+//! ```text
+//! <data_dir>/groups/<group id>/journal/     the Raft log (journal)
+//! <data_dir>/groups/<group id>/meta/        vote, committed and purged ids
+//! <data_dir>/groups/<group id>/blocks/      pack files
+//! <data_dir>/groups/<group id>/index.redb   the index
+//! <data_dir>/groups/<group id>/snapshots/   snapshot files
+//! ```
+//!
+//! The first version hosts group 0 only; the peer service's registry and
+//! the layout already take several.
+
+pub mod config;
+pub mod disk_metrics;
+pub mod metrics;
+pub mod network;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use finkfs_raft::log_store::{JournalLogStore, LogStoreError, LogStoreOptions, OpenReport};
+use finkfs_raft::network::{
+    serve_peer, GroupHandle, GroupRegistry, PeerChannels, PeerClient, PeerNetwork, PeerOptions,
+    PeerService,
+};
+use finkfs_raft::types::{GroupId, NodeId, Raft};
+use finkfs_seam::{DiskRef, RealDisk};
+use openraft::{Config, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiOptions, ClientService, MemberAddr};
+use crate::state_machine::{StateMachine, StateMachineError, StateMachineOptions};
+use config::{ConfigError, Flags, NodeConfig};
+use disk_metrics::{DiskStats, MeteredDisk};
+use metrics::{serve_metrics, MetricsSources};
+use network::{MemberNetwork, PeerBlockFetcher};
+
+/// The group every node hosts in this version.
+pub const GROUP: GroupId = GroupId(0);
+/// Longest time the client service lets calls in flight finish after the
+/// shutdown signal.
+pub const CLIENT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often a node configured with initial members retries initializing.
+const INIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why a node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The settings are not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for the {what} service: {source}")]
+    Bind {
+        /// Which service.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot open data directory {}: {source}", dir.display())]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Raft log store could not be opened.
+    #[error("cannot open the Raft log: {0}")]
+    LogStore(#[from] LogStoreError),
+    /// The state machine could not be opened.
+    #[error("cannot open the state machine: {0}")]
+    StateMachine(#[from] StateMachineError),
+    /// openraft refused to start or stopped badly.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// A server task failed.
+    #[error("{what} service failed: {reason}")]
+    Serve {
+        /// Which service.
+        what: &'static str,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A running node; [`RunningNode::shutdown`] stops it.
+pub struct RunningNode {
+    /// Its id.
+    pub id: NodeId,
+    /// Where its peer service listens.
+    pub peer_addr: SocketAddr,
+    /// Where its client service listens.
+    pub client_addr: SocketAddr,
+    /// Where /metrics is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The addresses it advertises to its peers.
+    pub advertised: MemberAddr,
+    raft: Raft<StateMachine>,
+    stop: watch::Sender<bool>,
+    client_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    peer_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    other_tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Its Raft node.
+    pub fn raft(&self) -> &Raft<StateMachine> {
+        &self.raft
+    }
+
+    /// Stops the node: the client service stops accepting and lets calls
+    /// in flight finish (bounded), the Raft node shuts down after making
+    /// what it applied durable, then the peer and metrics endpoints stop.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        tracing::info!(id = self.id, "shutting down");
+        self.stop.send_replace(true);
+        let client = join("client", self.client_task).await;
+        let synced = self
+            .raft
+            .with_state_machine(|sm: &mut StateMachine| Box::pin(sm.sync()))
+            .await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "making the applied state durable failed"),
+            Err(error) => tracing::warn!(%error, "state machine already stopped"),
+        }
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| DaemonError::Raft(format!("shutdown: {e}")))?;
+        let peer = join("peer", self.peer_task).await;
+        for task in self.other_tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        tracing::info!(id = self.id, "stopped");
+        client.and(peer)
+    }
+}
+
+async fn join(
+    what: &'static str,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+) -> Result<(), DaemonError> {
+    match task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(DaemonError::Serve {
+            what,
+            reason: error.to_string(),
+        }),
+        Err(error) => Err(DaemonError::Serve {
+            what,
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// The bound listeners of a node.
+struct Listeners {
+    peer: TcpListener,
+    client: TcpListener,
+    metrics: Option<TcpListener>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { what, addr, source })
+}
+
+async fn bind_all(config: &NodeConfig) -> Result<Listeners, DaemonError> {
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
+    Ok(Listeners {
+        peer: bind("peer", config.peer_listen).await?,
+        client: bind("client", config.client_listen).await?,
+        metrics,
+    })
+}
+
+fn local(
+    listener: &TcpListener,
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, DaemonError> {
+    listener
+        .local_addr()
+        .map_err(|source| DaemonError::Bind { what, addr, source })
+}
+
+/// The openraft configuration from the node's settings.
+fn raft_config(config: &NodeConfig) -> Result<Arc<Config>, DaemonError> {
+    let raft = &config.raft;
+    let openraft_config = Config {
+        cluster_name: "finkfs".to_string(),
+        heartbeat_interval: raft.heartbeat_ms,
+        election_timeout_min: raft.election_timeout_min_ms,
+        election_timeout_max: raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(raft.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: raft.snapshot_every_entries.min(1000),
+        enable_pre_vote: Some(true),
+        ..Config::default()
+    };
+    let validated = openraft_config
+        .validate()
+        .map_err(|e| DaemonError::Raft(format!("invalid raft settings: {e}")))?;
+    Ok(Arc::new(validated))
+}
+
+/// Logs, loudly, what opening the log store found wrong.
+fn report_log_store(id: NodeId, report: &OpenReport) -> Vec<String> {
+    let blockers: Vec<String> = report
+        .vote_blockers
+        .iter()
+        .map(|b| format!("{b:?}"))
+        .collect();
+    if !blockers.is_empty() {
+        tracing::error!(
+            id,
+            ?blockers,
+            "THIS NODE MUST NOT VOTE: its vote or committed log entries are lost or damaged; it keeps running so it can be inspected and repaired"
+        );
+    }
+    blockers
+}
+
+/// Opens the data directory of `config`, starts its Raft node and its
+/// services. Returns once every endpoint listens.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
+    let listeners = bind_all(&config).await?;
+    let peer_addr = local(&listeners.peer, "peer", config.peer_listen)?;
+    let client_addr = local(&listeners.client, "client", config.client_listen)?;
+    let metrics_addr = match (&listeners.metrics, config.metrics_listen) {
+        (Some(listener), Some(addr)) => Some(local(listener, "metrics", addr)?),
+        _ => None,
+    };
+    let advertised = config.member_addr(peer_addr, client_addr)?;
+
+    let disk_stats = Arc::new(DiskStats::default());
+    let real = RealDisk::open(&config.data_dir).map_err(|source| DaemonError::DataDir {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
+    let disk: DiskRef = Arc::new(MeteredDisk::new(Arc::new(real), Arc::clone(&disk_stats)));
+    let group_dir = PathBuf::from(format!("groups/{}", GROUP.0));
+
+    let (log_store, report) =
+        JournalLogStore::open(Arc::clone(&disk), &group_dir, LogStoreOptions::default())?;
+    let vote_blockers = report_log_store(config.id, &report);
+
+    let channels = PeerChannels::new(PeerOptions::default());
+    let raft_cell = Arc::new(OnceLock::new());
+    let fetcher = PeerBlockFetcher::new(
+        config.id,
+        GROUP,
+        PeerClient::new(channels.clone()),
+        Arc::clone(&raft_cell),
+    );
+    let sm_options = StateMachineOptions {
+        sync_entries: config.apply.sync_entries,
+        sync_interval: config.apply.sync_interval,
+        ..StateMachineOptions::default()
+    };
+    let state_machine = StateMachine::open(
+        Arc::clone(&disk),
+        group_dir.clone(),
+        sm_options,
+        Arc::new(fetcher),
+    )?;
+    let reader = state_machine.reader();
+    let snapshot_dir = state_machine.snapshot_dir().to_path_buf();
+
+    let network = MemberNetwork::new(PeerNetwork::new(config.id, GROUP, channels));
+    let raft = Raft::new(
+        config.id,
+        raft_config(&config)?,
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| DaemonError::Raft(format!("start: {e}")))?;
+    // Set once, just made: nothing else sets it.
+    let _ = raft_cell.set(raft.clone());
+
+    let registry = Arc::new(GroupRegistry::new());
+    let handle = GroupHandle::new(raft.clone(), Arc::clone(&disk), snapshot_dir)
+        .with_block_source(Arc::new(reader.clone()));
+    registry.insert(GROUP, handle);
+
+    let api_options = ApiOptions {
+        object_bytes_max: config.object_bytes_max,
+        write_timeout: config.write_timeout,
+        ..ApiOptions::default()
+    };
+    let may_vote = vote_blockers.is_empty();
+    let client_service = ClientService::new(
+        config.id,
+        GROUP,
+        raft.clone(),
+        reader,
+        advertised.clone(),
+        api_options,
+        vote_blockers,
+    );
+    let counters = client_service.counters();
+
+    let (stop, stopped) = watch::channel(false);
+    let peer_task = tokio::spawn(serve_peer(
+        listeners.peer,
+        PeerService::new(registry),
+        until(stopped.clone()),
+    ));
+    let client_task = tokio::spawn(serve_client(
+        listeners.client,
+        client_service,
+        until(stopped.clone()),
+    ));
+    let mut other_tasks = Vec::new();
+    if let Some(listener) = listeners.metrics {
+        let sources = Arc::new(MetricsSources {
+            id: config.id,
+            group: GROUP,
+            raft: raft.clone(),
+            disk: disk_stats,
+            api: counters,
+            may_vote,
+        });
+        other_tasks.push(tokio::spawn(serve_metrics(
+            listener,
+            sources,
+            until(stopped.clone()),
+        )));
+    }
+    if let Some(task) = initial_members_task(&config, &raft) {
+        other_tasks.push(task);
+    }
+    tracing::info!(
+        id = config.id,
+        peer = %peer_addr,
+        client = %client_addr,
+        metrics = %metrics::describe(metrics_addr),
+        advertised = %advertised,
+        data_dir = %config.data_dir.display(),
+        "node started"
+    );
+    Ok(RunningNode {
+        id: config.id,
+        peer_addr,
+        client_addr,
+        metrics_addr,
+        advertised,
+        raft,
+        stop,
+        client_task,
+        peer_task,
+        other_tasks,
+    })
+}
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+}
+
+/// Serves the client service until `shutdown`, then lets calls in flight
+/// finish for [`CLIENT_SHUTDOWN_GRACE`].
+async fn serve_client(
+    listener: TcpListener,
+    service: ClientService<StateMachine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (signalled_tx, mut signalled) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        signalled_tx.send_replace(true);
+    };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, signal);
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => return result,
+        _ = signalled.wait_for(|s| *s) => {}
+    }
+    match tokio::time::timeout(CLIENT_SHUTDOWN_GRACE, &mut server).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("client calls still running {CLIENT_SHUTDOWN_GRACE:?} after shutdown: dropping them");
+            Ok(())
+        }
+    }
+}
+
+/// On a first start with initial members, the member with the smallest id
+/// initializes the cluster (retrying until the Raft node takes it).
+fn initial_members_task(config: &NodeConfig, raft: &Raft<StateMachine>) -> Option<JoinHandle<()>> {
+    let first = config.initial_members.iter().map(|m| m.id).min()?;
+    if first != config.id {
+        return None;
+    }
+    let members: std::collections::BTreeMap<NodeId, finkfs_raft::types::Node> = config
+        .initial_members
+        .iter()
+        .map(|m| (m.id, m.addr.to_node()))
+        .collect();
+    let raft = raft.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            match raft.is_initialized().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot tell whether the cluster is initialized");
+                    return;
+                }
+            }
+            match raft.initialize(members.clone()).await {
+                Ok(()) => {
+                    tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "cluster initialized from the initial members");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "initializing the cluster failed; retrying"),
+            }
+            tokio::time::sleep(INIT_RETRY_INTERVAL).await;
+        }
+    }))
+}
+
+/// Runs a node until SIGTERM or SIGINT, then shuts it down.
+pub async fn run(config: NodeConfig) -> Result<(), DaemonError> {
+    let node = start(config).await?;
+    println!(
+        "finkfs-node {} listening: peer {} client {} metrics {}",
+        node.id,
+        node.peer_addr,
+        node.client_addr,
+        metrics::describe(node.metrics_addr)
+    );
+    wait_for_signal().await;
+    node.shutdown().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Sets up logging from `FINKFS_LOG` (or `RUST_LOG`), default `info`.
+pub fn init_logging() {
+    let filter = std::env::var("FINKFS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The whole `finkfs-node` program: parse, log, run. Exit codes: 0 after a
+/// clean shutdown, 1 when the node failed, 2 for bad settings.
+pub fn main() -> ExitCode {
+    use clap::Parser;
+    let flags = Flags::parse();
+    init_logging();
+    let config = match NodeConfig::from_flags(flags) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("finkfs-node: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("finkfs-node: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "node failed");
+            eprintln!("finkfs-node: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
