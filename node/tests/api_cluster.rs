@@ -152,6 +152,64 @@ async fn learner_added_promoted_and_removed_through_the_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_joining_after_a_purge_installs_a_snapshot_and_fetches_its_blocks() {
+    let snapshot_every = 10;
+    let mut cluster = Cluster::start_with(3, |config| {
+        config.raft.snapshot_every_entries = snapshot_every;
+    })
+    .await;
+    let client = cluster.client().await;
+    let mut objects = Vec::new();
+    let mut last_index = 0;
+    for i in 0..40u64 {
+        let path = format!("snap/{i:03}");
+        let data = bytes(20_000 + i as usize * 100, 100 + i);
+        last_index = client
+            .put(&path, data.clone())
+            .await
+            .expect("put")
+            .log_index;
+        objects.push((path, data));
+    }
+    let leader = cluster.wait_for_leader().await;
+    let purged = cluster.nodes[leader]
+        .running()
+        .raft()
+        .wait(Some(api_support::WAIT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index > 1),
+            "the leader purged its log",
+        )
+        .await
+        .expect("purge");
+    assert!(purged.snapshot.is_some());
+
+    let fifth = TestNode::start(5).await;
+    client
+        .add_learner(fifth.spec(), true)
+        .await
+        .expect("add learner");
+    let metrics = fifth
+        .running()
+        .raft()
+        .wait(Some(api_support::WAIT))
+        .applied_index_at_least(Some(last_index), "the learner catches up")
+        .await
+        .expect("caught up");
+    assert!(
+        metrics.snapshot.is_some(),
+        "the learner installed a snapshot"
+    );
+    let reader = fifth.running().reader().clone();
+    for (path, data) in &objects {
+        let got = reader.get(path).expect("the learner holds every object");
+        assert!(got == *data, "{path} differs on the learner");
+    }
+    cluster.nodes.push(fifth);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_prometheus_text() {
     let cluster = Cluster::start(3).await;
     let client = cluster.client().await;

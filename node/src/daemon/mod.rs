@@ -40,6 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{ApiOptions, ClientService, MemberAddr};
+use crate::reader::ObjectReader;
 use crate::state_machine::{StateMachine, StateMachineError, StateMachineOptions};
 use config::{ConfigError, Flags, NodeConfig};
 use disk_metrics::{DiskStats, MeteredDisk};
@@ -113,6 +114,7 @@ pub struct RunningNode {
     /// The addresses it advertises to its peers.
     pub advertised: MemberAddr,
     raft: Raft<StateMachine>,
+    reader: ObjectReader,
     stop: watch::Sender<bool>,
     client_task: JoinHandle<Result<(), tonic::transport::Error>>,
     peer_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -123,6 +125,12 @@ impl RunningNode {
     /// Its Raft node.
     pub fn raft(&self) -> &Raft<StateMachine> {
         &self.raft
+    }
+
+    /// A read handle on its local object store (what this replica holds,
+    /// with no read barrier: for inspection and tests).
+    pub fn reader(&self) -> &ObjectReader {
+        &self.reader
     }
 
     /// Stops the node: the client service stops accepting and lets calls
@@ -317,7 +325,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         config.id,
         GROUP,
         raft.clone(),
-        reader,
+        reader.clone(),
         advertised.clone(),
         api_options,
         vote_blockers,
@@ -370,6 +378,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         metrics_addr,
         advertised,
         raft,
+        reader,
         stop,
         client_task,
         peer_task,
