@@ -17,7 +17,7 @@ pub const SECTOR_BYTES: u64 = 512;
 /// The largest file the simulator holds (every file lives in memory).
 pub const FILE_BYTES_MAX: u64 = 1 << 32;
 
-const _: () = assert!(FILE_BYTES_MAX % SECTOR_BYTES == 0);
+const _: () = assert!(FILE_BYTES_MAX.is_multiple_of(SECTOR_BYTES));
 
 /// An operation applied to `current` but not yet to `durable`.
 #[derive(Debug, Clone)]

@@ -191,9 +191,11 @@ impl Index {
         let db = shielded(path, &poison, "open", || {
             redb::Builder::new()
                 .set_repair_callback(move |repair| {
-                    // A repair follows a crash, or damage redb can recover
-                    // from by rolling back to the previous commit.
-                    tracing::warn!(file = %shown, progress = repair.progress(), "index not closed cleanly; redb is repairing it");
+                    // redb reports progress here both for the integrity pass
+                    // run on every open (`verify_on_open`) and for a repair
+                    // after a crash; it does not say which, so the message
+                    // names both rather than claiming an unclean close.
+                    tracing::debug!(file = %shown, progress = repair.progress(), "index integrity pass or repair in progress");
                 })
                 .set_cache_size(options.cache_bytes)
                 .set_check_integrity_on_open(options.verify_on_open)
