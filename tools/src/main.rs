@@ -1,43 +1,48 @@
 //! `finkfs`: the command-line tool of finkfs.
 //!
-//! Exit codes: 0 success; 1 the command ran and found a problem (reserved for
-//! checks such as fsck); 2 usage or I/O error.
+//! `main` only parses the arguments, runs the command and turns its result
+//! into an exit code (documented in `finkfs --help`, see [`exit`]): 0 the
+//! command succeeded, 1 it ran and found a problem, 2 usage or I/O error.
+//! Errors are one `finkfs: <error>` line on stderr; a reader that closed
+//! our stdout (`finkfs ls | head`) is not an error.
+
+/// `println!` that returns the write error instead of panicking, so a
+/// reader closing our stdout ends the command quietly (see [`exit`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
 
 mod bench;
+mod cli;
+mod client;
+mod demo;
+mod exit;
+mod format;
+mod progress;
+mod upload;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-/// finkfs: a resilient, Raft-replicated store for astronomical alert lakes.
-#[derive(Debug, Parser)]
-#[command(name = "finkfs", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Measure finkfs against the physical limits of this machine's disk.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
-}
+use cli::{Cli, Command};
+use exit::Outcome;
 
 fn main() -> ExitCode {
-    init_tracing();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Bench(command) => bench::run(command),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return exit::usage_error(&error),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("finkfs: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    init_tracing();
+    let result = match cli.command {
+        Command::Bench(command) => bench::run(command).map(|()| Outcome::Clean),
+        Command::Demo(args) => demo::run(args),
+        Command::Client(command) => client::run(&cli.cluster, command),
+    };
+    exit::code(result)
 }
 
 fn init_tracing() {
@@ -47,13 +52,4 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-}
-
-/// A reader that closed our stdout (`finkfs … | head`) is not an error.
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
