@@ -95,11 +95,8 @@ fn demo_stopped_by_sigterm_leaves_no_node_running_and_no_data() {
         }
     }
     assert_eq!(pids.len(), 3, "three node pids announced");
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &demo.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
+    use rustix::process::{kill_process, Pid, Signal};
+    kill_process(Pid::from_child(&demo), Signal::TERM).expect("SIGTERM to the demo");
     let status = demo.wait().expect("wait for the demo");
     assert_eq!(
         status.code(),
