@@ -92,7 +92,30 @@ impl PutSource for Bytes {
     }
 }
 
-type PutStream = Pin<Box<dyn Stream<Item = PutRequest> + Send>>;
+/// The messages of one Put attempt, as a named type without lifetime
+/// parameters. Handing tonic a bare `Pin<Box<dyn Stream + Send>>` made every
+/// put future non-`Send` for `tokio::spawn`: the compiler checks a future's
+/// `Send` with every lifetime in its state erased, the boxed stream's implied
+/// `'static` included, and then cannot prove the `'static` bound of tonic's
+/// `IntoStreamingRequest` impl for it ("`Send` is not general enough"). The
+/// `'static` sits inside this struct's definition, where erasure cannot
+/// reach it.
+struct PutStream(Pin<Box<dyn Stream<Item = PutRequest> + Send>>);
+
+impl Stream for PutStream {
+    type Item = PutRequest;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<PutRequest>> {
+        self.0.as_mut().poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
 
 impl Client {
     /// Stores `data` at `path`, replacing any object there. Returns once it
@@ -358,9 +381,9 @@ fn put_requests(header: PutHeader, source: &dyn PutSource) -> io::Result<PutStre
         };
         Some((request, Some(reader)))
     });
-    Ok(Box::pin(
+    Ok(PutStream(Box::pin(
         futures_util::stream::once(async { first }).chain(chunks),
-    ))
+    )))
 }
 
 pub(super) fn put_outcome(reply: &proto::PutReply) -> Result<PutOutcome, Status> {
