@@ -11,6 +11,7 @@ pub mod command;
 pub mod daemon;
 mod hex;
 pub mod index;
+mod le;
 pub mod manifest;
 pub mod membership;
 pub mod object_path;

@@ -17,6 +17,8 @@
 //! but the last holds `block_bytes` bytes, the last the remainder, none zero;
 //! an empty object has no blocks.
 
+use crate::le::{read_u32, read_u64};
+
 /// Version of the manifest encoding.
 pub const MANIFEST_VERSION: u32 = 1;
 const MAGIC: [u8; 4] = *b"FMAN";
@@ -178,18 +180,6 @@ impl Manifest {
         assert_eq!(remaining, 0);
         Ok(())
     }
-}
-
-fn read_u32(bytes: &[u8], offset: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //!                                  journal's entry codec stores it)
 //! ```
 
+use crate::le::{read_u32, read_u64};
 use finkfs_raft::types::{LeaderId, LogId, Membership, StoredMembership};
 use openraft::vote::RaftLeaderId;
 
@@ -114,18 +115,6 @@ pub fn log_id_fields(log_id: &LogId) -> (u64, u64, u64) {
 /// The log id with these fields.
 pub fn make_log_id(index: u64, term: u64, node: u64) -> LogId {
     LogId::new(LeaderId::new(term, node), index)
-}
-
-fn read_u32(bytes: &[u8], offset: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! (see `record.rs`).
 
 use super::record::RECORD_ALIGN_BYTES;
+use crate::le::{read_u32, read_u64};
 
 pub const PACK_MAGIC: [u8; 8] = *b"FINKPACK";
 pub const PACK_VERSION: u32 = 1;
@@ -69,18 +70,6 @@ pub fn decode(bytes: &[u8; PACK_HEADER_BYTES], pack_seq: u64) -> Result<(), Stri
         ));
     }
     Ok(())
-}
-
-fn read_u32(bytes: &[u8], offset: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

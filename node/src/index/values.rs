@@ -59,6 +59,7 @@ use crate::blocks::BlockLocation;
 use crate::manifest::Manifest;
 
 use super::{Applied, BlockEntry};
+use crate::le::{read_u32, read_u64};
 
 const CHECK_BYTES: usize = 16;
 const CHECK_CONTEXT: &str = "finkfs index value v1";
@@ -230,18 +231,6 @@ pub fn decode_format(table: &str, key: &str, value: &[u8]) -> Result<u32, String
         return Err(format!("format record of {} bytes", value.len()));
     }
     Ok(read_u32(body, 0))
-}
-
-fn read_u32(bytes: &[u8], offset: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

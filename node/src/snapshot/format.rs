@@ -35,6 +35,7 @@
 
 use finkfs_raft::types::{LogId, StoredMembership};
 
+pub(crate) use crate::le::{read_u32, read_u64};
 use crate::membership::{
     decode_membership, encode_membership, log_id_fields, make_log_id, MEMBERSHIP_BYTES_MAX,
 };
@@ -166,18 +167,6 @@ pub(crate) fn decode_header(fixed: &[u8], rest: &[u8]) -> Result<SnapshotHeader,
         last_log_id,
         membership,
     })
-}
-
-pub(crate) fn read_u32(bytes: &[u8], offset: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(word)
-}
-
-pub(crate) fn read_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
