@@ -308,3 +308,94 @@ fn backing_holds_the_durable_state_after_unmount() {
     let again = CrashFs::mount(backing.path(), mountpoint.path(), 12).unwrap();
     assert_eq!(fs::read(again.mountpoint().join("kept")).unwrap(), b"k");
 }
+
+#[test]
+fn directory_fsynced_before_its_parent_is_placed_when_the_parent_is_fsynced() {
+    let Some(m) = mount(13) else { return };
+    fs::create_dir(m.path("d")).unwrap();
+    fs::create_dir(m.path("d/e")).unwrap();
+    durable_file(&m, "d/e/f", b"deep");
+    fsync_dir(&m.path("d"));
+    fsync_dir(m.handle.mountpoint());
+    m.handle.power_cut(Policy::LoseUnsynced).unwrap();
+    assert_eq!(contents(&m.path("d/e/f")).unwrap(), b"deep");
+    assert_eq!(contents(&m.backing("d/e/f")).unwrap(), b"deep");
+}
+
+#[test]
+fn rename_across_directories_is_durable_only_where_fsynced() {
+    let Some(m) = mount(14) else { return };
+    fs::create_dir(m.path("a")).unwrap();
+    fs::create_dir(m.path("b")).unwrap();
+    fsync_dir(m.handle.mountpoint());
+    durable_file(&m, "a/f", b"moved");
+    fs::rename(m.path("a/f"), m.path("b/f")).unwrap();
+    fsync_dir(&m.path("b"));
+    m.handle.power_cut(Policy::LoseUnsynced).unwrap();
+    // The new name is durable; the removal of the old one is not.
+    assert_eq!(contents(&m.path("b/f")).unwrap(), b"moved");
+    assert_eq!(contents(&m.path("a/f")).unwrap(), b"moved");
+}
+
+#[test]
+fn open_file_keeps_its_content_after_its_durable_name_is_removed() {
+    let Some(m) = mount(15) else { return };
+    durable_file(&m, "f", b"still readable");
+    let file = File::open(m.path("f")).unwrap();
+    fs::remove_file(m.path("f")).unwrap();
+    fsync_dir(m.handle.mountpoint());
+    let mut got = vec![0u8; 14];
+    file.read_exact_at(&mut got, 0).unwrap();
+    assert_eq!(got, b"still readable");
+    drop(file);
+    m.handle.power_cut(Policy::LoseUnsynced).unwrap();
+    assert_eq!(contents(&m.path("f")), None);
+}
+
+#[test]
+fn keep_random_leaves_each_unsynced_write_whole_or_absent() {
+    let Some(m) = mount(16) else { return };
+    let regions = 32u64;
+    durable_file(&m, "f", &vec![0u8; (regions * 100) as usize]);
+    let file = OpenOptions::new().write(true).open(m.path("f")).unwrap();
+    for r in 0..regions {
+        file.write_all_at(&[r as u8 + 1; 100], r * 100).unwrap();
+    }
+    drop(file);
+    let report = m.handle.power_cut(Policy::KeepRandom).unwrap();
+    assert_eq!(report.pending_ops, regions);
+    let got = contents(&m.path("f")).unwrap();
+    let mut kept = 0;
+    for r in 0..regions as usize {
+        let region = &got[r * 100..(r + 1) * 100];
+        let new = region.iter().all(|b| *b == r as u8 + 1);
+        assert!(new || region.iter().all(|b| *b == 0), "region {r} is mixed");
+        kept += usize::from(new);
+    }
+    assert_eq!(kept as u64, report.kept_ops);
+    assert!(
+        0 < kept && kept < regions as usize,
+        "kept {kept} of {regions}"
+    );
+}
+
+#[test]
+fn reorder_can_land_an_older_write_over_a_newer_one() {
+    let Some(m) = mount(17) else { return };
+    durable_file(&m, "f", b"");
+    let mut seen_old_over_new = false;
+    for _ in 0..40 {
+        let file = OpenOptions::new().write(true).open(m.path("f")).unwrap();
+        file.write_all_at(b"old", 0).unwrap();
+        file.write_all_at(b"new", 0).unwrap();
+        drop(file);
+        m.handle.power_cut(Policy::Reorder).unwrap();
+        let got = contents(&m.path("f")).unwrap();
+        assert!(got.is_empty() || got == b"old" || got == b"new", "{got:?}");
+        seen_old_over_new |= got == b"old";
+    }
+    assert!(
+        seen_old_over_new,
+        "forty reordered cuts never kept the older write alone"
+    );
+}
