@@ -5,7 +5,7 @@ mod journal_support;
 
 use std::sync::Arc;
 
-use finkfs_raft::journal::{Journal, JournalError, JournalOptions};
+use finkfs_raft::journal::{HashedPayload, Journal, JournalError, JournalOptions};
 use finkfs_seam::RealDisk;
 use finkfs_simdisk::{CrashPolicy, SimDisk};
 use journal_support::*;
@@ -316,4 +316,39 @@ fn header_only_segment_left_by_a_crash_reopens_empty() {
     assert!(segment_files(&disk).is_empty());
     fill(&mut journal, 7..=8, 1);
     assert_eq!(journal.first_index(), Some(7));
+}
+
+#[test]
+fn payload_hashed_on_another_thread_writes_the_same_record_bytes() {
+    let inline = SimDisk::new(7);
+    let prehashed = SimDisk::new(7);
+    let options = small_segments();
+    let (mut by_append, _) = open(&inline, &options);
+    let (mut by_append_hashed, _) = open(&prehashed, &options);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let producer = std::thread::spawn(move || {
+        for index in 1..=40u64 {
+            tx.send(HashedPayload::new(payload(index, 2, 0))).unwrap();
+        }
+    });
+    for (index, hashed) in (1..=40u64).zip(rx) {
+        by_append.append(index, 2, &payload(index, 2, 0)).unwrap();
+        by_append_hashed.append_hashed(index, 2, &hashed).unwrap();
+    }
+    producer.join().unwrap();
+    by_append.sync().unwrap();
+    by_append_hashed.sync().unwrap();
+    let files = segment_files(&inline);
+    assert_eq!(files, segment_files(&prehashed));
+    for file in &files {
+        assert_eq!(
+            inline.current_bytes(file).unwrap(),
+            prehashed.current_bytes(file).unwrap(),
+            "{file:?} differs"
+        );
+    }
+    drop(by_append_hashed);
+    let (reopened, report) = open(&prehashed, &options);
+    assert!(report.is_clean(), "{report:?}");
+    assert_holds(&reopened, 1..=40, 2);
 }

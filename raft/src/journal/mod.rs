@@ -37,6 +37,7 @@ use finkfs_seam::{DiskRef, FileRef};
 
 pub use error::JournalError;
 pub use reader::JournalReader;
+pub use record::HashedPayload;
 pub use report::{Damage, RecoveryReport, TornTail};
 pub use segment::FORMAT_VERSION;
 

@@ -1,6 +1,6 @@
 //! One journal record: the unit the journal appends, verifies and reads.
 //!
-//! Byte layout (integers little-endian, format version 1 of the segment that
+//! Byte layout (integers little-endian, format version 2 of the segment that
 //! holds it):
 //!
 //! ```text
@@ -11,12 +11,18 @@
 //!     16     8  term         Raft term
 //!     24     8  synced_len   bytes of this segment known durable (synced)
 //!                            when the record was appended
-//!     32    32  checksum     BLAKE3(bytes 4..32 ‖ payload), that is
-//!                            BLAKE3(payload_len ‖ index ‖ term ‖ synced_len ‖ payload)
+//!     32    32  checksum     BLAKE3(bytes 4..32 ‖ BLAKE3(payload)), that is
+//!                            BLAKE3(payload_len ‖ index ‖ term ‖ synced_len ‖ payload_hash)
 //!     64    32  chain        BLAKE3(chain of the previous record ‖ checksum)
 //!     96     n  payload
 //!   96+n     p  zero padding up to the next multiple of 8 (p < 8)
 //! ```
+//!
+//! The checksum covers the payload through its own BLAKE3 hash so that the
+//! expensive part, hashing the payload, does not depend on where the record
+//! lands: a producer can hash payloads on its own thread ([`HashedPayload`])
+//! while the writer is busy with the previous batch's fsync, and only the
+//! 60-byte header hash is left for the writer.
 //!
 //! The checksum lets a record verify on its own, so a scan can find valid
 //! records after damage. The chain links each record to the one before it, so
@@ -96,20 +102,52 @@ pub struct Placement {
     pub previous_chain: Hash,
 }
 
+/// A payload together with its BLAKE3 hash, computed once by
+/// [`HashedPayload::new`]. The fields are private so the hash always belongs
+/// to the bytes: a caller cannot pair a payload with someone else's hash.
+#[derive(Debug, Clone)]
+pub struct HashedPayload<B> {
+    bytes: B,
+    hash: Hash,
+}
+
+impl<B: AsRef<[u8]>> HashedPayload<B> {
+    /// Hashes `bytes`; this is the costly step, free to run on any thread.
+    pub fn new(bytes: B) -> HashedPayload<B> {
+        let hash = *blake3::hash(bytes.as_ref()).as_bytes();
+        HashedPayload { bytes, hash }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
+    }
+
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    /// Gives the payload back.
+    pub fn into_bytes(self) -> B {
+        self.bytes
+    }
+}
+
 /// Encodes a record into `out` (cleared first) and returns its header.
-/// `payload` must fit in a `u32` length: the caller checks the record ceiling.
-pub fn encode(out: &mut Vec<u8>, at: &Placement, payload: &[u8]) -> RecordHeader {
-    let payload_len =
-        u32::try_from(payload.len()).expect("payload length checked against record_bytes_max");
+/// The payload must fit in a `u32` length: the caller checks the record ceiling.
+pub fn encode<B: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    at: &Placement,
+    payload: &HashedPayload<B>,
+) -> RecordHeader {
+    let payload_len = u32::try_from(payload.bytes().len())
+        .expect("payload length checked against record_bytes_max");
     let Placement {
         index,
         term,
         synced_len,
         previous_chain,
     } = *at;
-    let mut hasher = start_checksum(payload_len, index, term, synced_len);
-    hasher.update(payload);
-    let checksum = *hasher.finalize().as_bytes();
+    let checksum = checksum(payload_len, index, term, synced_len, payload.hash());
     let header = RecordHeader {
         payload_len,
         index,
@@ -128,20 +166,22 @@ pub fn encode(out: &mut Vec<u8>, at: &Placement, payload: &[u8]) -> RecordHeader
     out.extend_from_slice(&header.checksum);
     out.extend_from_slice(&header.chain);
     assert_eq!(out.len(), HEADER_BYTES);
-    out.extend_from_slice(payload);
+    out.extend_from_slice(payload.bytes());
     let total = usize::try_from(header.record_bytes()).expect("record fits in memory");
     out.resize(total, 0);
     debug_assert_eq!(Unverified::parse(out).map(|u| u.fields), Ok(header));
     header
 }
 
-fn start_checksum(payload_len: u32, index: u64, term: u64, synced_len: u64) -> blake3::Hasher {
+/// The record checksum: the header fields before it and the payload's hash.
+fn checksum(payload_len: u32, index: u64, term: u64, synced_len: u64, payload_hash: &Hash) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&payload_len.to_le_bytes());
     hasher.update(&index.to_le_bytes());
     hasher.update(&term.to_le_bytes());
     hasher.update(&synced_len.to_le_bytes());
-    hasher
+    hasher.update(payload_hash);
+    *hasher.finalize().as_bytes()
 }
 
 /// A record header read from disk whose fields are not yet trusted: only the
@@ -185,9 +225,8 @@ impl Unverified {
 
     /// Starts verification: feed the payload to [`Verifier::update`].
     pub fn verifier(self) -> Verifier {
-        let f = &self.fields;
         Verifier {
-            hasher: start_checksum(f.payload_len, f.index, f.term, f.synced_len),
+            payload_hasher: blake3::Hasher::new(),
             header: self,
         }
     }
@@ -195,19 +234,27 @@ impl Unverified {
 
 /// Checksums a payload fed in pieces, then yields the trusted header.
 pub struct Verifier {
-    hasher: blake3::Hasher,
+    payload_hasher: blake3::Hasher,
     header: Unverified,
 }
 
 impl Verifier {
     pub fn update(&mut self, payload_piece: &[u8]) {
-        self.hasher.update(payload_piece);
+        self.payload_hasher.update(payload_piece);
     }
 
     /// Compares the checksum; on success the header fields can be trusted.
     pub fn finish(self) -> Result<RecordHeader, String> {
         let fields = self.header.fields;
-        if *self.hasher.finalize().as_bytes() != fields.checksum {
+        let payload_hash = *self.payload_hasher.finalize().as_bytes();
+        let expected = checksum(
+            fields.payload_len,
+            fields.index,
+            fields.term,
+            fields.synced_len,
+            &payload_hash,
+        );
+        if expected != fields.checksum {
             return Err("record checksum mismatch".to_string());
         }
         Ok(fields)
@@ -265,7 +312,7 @@ mod tests {
                 synced_len: 80,
                 previous_chain: [1u8; 32],
             };
-            let header = encode(&mut out, &at, &payload);
+            let header = encode(&mut out, &at, &HashedPayload::new(&payload));
             assert_eq!(out.len() as u64 % ALIGN_BYTES, 0);
             assert_eq!(out.len() as u64, header.record_bytes());
             assert_eq!(verify(&out), Ok(header));
@@ -281,7 +328,7 @@ mod tests {
             synced_len: 80,
             previous_chain: [0u8; 32],
         };
-        let header = encode(&mut out, &at, b"alert payload");
+        let header = encode(&mut out, &at, &HashedPayload::new(b"alert payload"));
         for bit in 0..(CHAIN_OFFSET + 13) * 8 {
             let mut damaged = out.clone();
             let at = if bit / 8 < CHAIN_OFFSET {

@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic        "FKJS"
-//!      4     4  version      format version of the segment and its records (1)
+//!      4     4  version      format version of the segment and its records (2)
 //!      8     8  first_index  index of the first record of this segment
 //!     16    32  prev_chain   chain value of the record before first_index,
 //!                            all zeros when a new chain starts here
@@ -22,7 +22,12 @@ use super::Hash;
 /// Magic number that starts every segment file.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FKJS");
 /// The segment format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 checksums a record's payload through its BLAKE3 hash (see
+/// `record.rs`); version 1, a development format never released, hashed the
+/// payload after the header fields. A version 1 segment is refused as an
+/// unsupported version, not misread.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const MAGIC_OFFSET: usize = 0;
 pub const VERSION_OFFSET: usize = MAGIC_OFFSET + 4;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLockWriteGuard};
 
 use super::open::remove_durably;
+use super::record::HashedPayload;
 use super::recovery::Entry;
 use super::segment::{self, SegmentHeader};
 use super::state::{self, SegmentRef, State};
@@ -73,7 +74,20 @@ impl Journal {
     /// empty one takes any index (a new chain starts). The record is in the
     /// page cache, readable, and NOT durable until [`Journal::sync`].
     pub fn append(&mut self, index: u64, term: u64, payload: &[u8]) -> Result<(), JournalError> {
+        self.append_hashed(index, term, &HashedPayload::new(payload))
+    }
+
+    /// [`Journal::append`] of a payload hashed beforehand, perhaps on another
+    /// thread while this one waited for an fsync: hashing is most of the CPU
+    /// an append costs.
+    pub fn append_hashed<B: AsRef<[u8]>>(
+        &mut self,
+        index: u64,
+        term: u64,
+        hashed: &HashedPayload<B>,
+    ) -> Result<(), JournalError> {
         self.check_poisoned()?;
+        let payload = hashed.bytes();
         let max = u64::from(self.options.record_bytes_max);
         let payload_len = u32::try_from(payload.len())
             .ok()
@@ -103,7 +117,7 @@ impl Journal {
             synced_len: tail.synced,
             previous_chain: tail.chain,
         };
-        let header = record::encode(&mut self.scratch, &placement, payload);
+        let header = record::encode(&mut self.scratch, &placement, hashed);
         let offset = tail.len;
         if let Err(source) = tail.file.write_at(offset, &self.scratch) {
             let error = JournalError::io(&tail.path, offset, source);
