@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod client;
 pub mod command;
 pub mod daemon;
+pub mod fsck;
 mod hex;
 pub mod index;
 mod le;

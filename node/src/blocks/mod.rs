@@ -370,6 +370,22 @@ pub struct BlockReader {
 }
 
 impl BlockReader {
+    /// A reader of the packs in `dir` without opening a store: nothing is
+    /// created or written, for fsck, which must leave a data directory
+    /// exactly as it found it.
+    pub fn read_only(disk: DiskRef, dir: PathBuf) -> BlockReader {
+        BlockReader {
+            files: Arc::new(PackFiles::new(disk, dir)),
+        }
+    }
+
+    /// Sequence numbers of all packs, ascending (other names are ignored).
+    pub fn packs(&self) -> Result<Vec<u64>, BlockError> {
+        self.files
+            .list()
+            .map_err(|e| BlockError::io(self.files.dir(), e))
+    }
+
     /// Reads and verifies the block at `loc`: the record header must be
     /// intact, for this place, and name `loc.hash` and `loc.len`; the data
     /// must hash to `loc.hash`. Any mismatch is [`BlockError::Corrupt`].

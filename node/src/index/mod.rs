@@ -40,7 +40,7 @@ use crate::manifest::Manifest;
 pub use error::IndexError;
 pub use txn::IndexTxn;
 pub use values::INDEX_FORMAT_VERSION;
-pub use view::IndexView;
+pub use view::{BlockTable, CheckedBlockEntry, CheckedObject, IndexView};
 
 use backend::SeamBackend;
 use header_shadow::HeaderShadow;

@@ -81,6 +81,35 @@ impl IndexView {
         self.run("get applied", read_applied)
     }
 
+    /// Up to `limit` objects (at most [`LIST_LIMIT_MAX`]) in path order,
+    /// after `after` if given, each value verified on its own: a damaged
+    /// value comes back as its error in its place, so a checker (fsck) can
+    /// report it and go on past it. Damage to the tree itself still ends
+    /// the call with an error.
+    pub fn check_objects_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CheckedObject>, IndexError> {
+        self.run("check objects", |index, txn| {
+            check_objects(index, txn, after, limit)
+        })
+    }
+
+    /// Up to `limit` entries (at most [`LIST_LIMIT_MAX`]) of the `blocks`
+    /// or `staged` table in hash order, after `after` if given, each value
+    /// verified on its own (see [`Self::check_objects_after`]).
+    pub fn check_block_entries_after(
+        &self,
+        table: BlockTable,
+        after: Option<&[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<CheckedBlockEntry>, IndexError> {
+        self.run("check block entries", |index, txn| {
+            check_block_entries(index, txn, table, after, limit)
+        })
+    }
+
     /// The last membership applied (opaque bytes).
     pub fn membership(&self) -> Result<Option<Vec<u8>>, IndexError> {
         self.run("get membership", read_membership)
@@ -170,6 +199,77 @@ fn read_blocks_after(
         }
         let (key, value) = item.map_err(|e| index.redb_error(e))?;
         out.push(decode_block(key.value(), value.value())?);
+    }
+    Ok(out)
+}
+
+/// An object key and its value, verified on its own.
+pub type CheckedObject = (String, Result<Manifest, IndexError>);
+/// A block key and its entry, verified on its own.
+pub type CheckedBlockEntry = ([u8; 32], Result<BlockEntry, IndexError>);
+
+/// The two tables of block entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockTable {
+    /// Blocks the index knows (`blocks`).
+    Blocks,
+    /// Blocks fetched for a snapshot install not yet finished (`staged`).
+    Staged,
+}
+
+fn check_objects(
+    index: &Index,
+    txn: &ReadTransaction,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<CheckedObject>, IndexError> {
+    let lower = match after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Unbounded,
+    };
+    let table = txn.open_table(OBJECTS).map_err(|e| index.redb_error(e))?;
+    let range = table
+        .range::<&str>((lower, Bound::Unbounded))
+        .map_err(|e| index.redb_error(e))?;
+    let mut out = Vec::new();
+    for item in range.take(limit.min(LIST_LIMIT_MAX)) {
+        let (key, value) = item.map_err(|e| index.redb_error(e))?;
+        let path = key.value();
+        out.push((path.to_string(), decode_object(path, value.value())));
+    }
+    Ok(out)
+}
+
+fn check_block_entries(
+    index: &Index,
+    txn: &ReadTransaction,
+    which: BlockTable,
+    after: Option<&[u8; 32]>,
+    limit: usize,
+) -> Result<Vec<CheckedBlockEntry>, IndexError> {
+    let lower = match after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Unbounded,
+    };
+    let definition = match which {
+        BlockTable::Blocks => BLOCKS,
+        BlockTable::Staged => STAGED,
+    };
+    let table = txn
+        .open_table(definition)
+        .map_err(|e| index.redb_error(e))?;
+    let range = table
+        .range::<&[u8; 32]>((lower, Bound::Unbounded))
+        .map_err(|e| index.redb_error(e))?;
+    let mut out = Vec::new();
+    for item in range.take(limit.min(LIST_LIMIT_MAX)) {
+        let (key, value) = item.map_err(|e| index.redb_error(e))?;
+        let hash = *key.value();
+        let entry = match which {
+            BlockTable::Blocks => decode_block(&hash, value.value()),
+            BlockTable::Staged => decode_staged(&hash, value.value()),
+        };
+        out.push((hash, entry));
     }
     Ok(out)
 }

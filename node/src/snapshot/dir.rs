@@ -376,8 +376,9 @@ fn is_final_name(name: &str) -> bool {
     final_name_hash(name).is_some()
 }
 
-/// The BLAKE3 a final snapshot name carries.
-fn final_name_hash(name: &str) -> Option<[u8; 32]> {
+/// The BLAKE3 a final snapshot name (`snap-<hex>.snap`) carries; None for
+/// any other name.
+pub fn final_name_hash(name: &str) -> Option<[u8; 32]> {
     let hex = name
         .strip_prefix(FINAL_PREFIX)?
         .strip_suffix(FINAL_SUFFIX)?;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use finkfs_seam::{write_file_atomic, Disk, DiskRef, FileRef};
 
-pub use copy::{FORMAT_VERSION, PAYLOAD_BYTES_MAX};
+pub use copy::{FORMAT_VERSION, PAYLOAD_BYTES_MAX, PAYLOAD_OFFSET};
 
 use copy::{Copy, CopyProblem};
 
