@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use fuser::{
     Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
     RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::model::{Model, TTL};
@@ -268,6 +268,23 @@ impl Filesystem for CrashFilesystem {
         reply: ReplyEmpty,
     ) {
         reply_empty(reply, self.with(|m| m.fsync_dir(ino.0)));
+    }
+
+    /// Extended attributes are not modelled. ENOSYS (not ENODATA) makes the
+    /// kernel stop asking, instead of asking on every write.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
     }
 
     /// The backing file system's space, so that free-space checks see real numbers.
