@@ -399,3 +399,15 @@ fn reorder_can_land_an_older_write_over_a_newer_one() {
         "forty reordered cuts never kept the older write alone"
     );
 }
+
+#[test]
+fn unsynced_truncate_is_undone_by_the_cut() {
+    let Some(m) = mount(18) else { return };
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    durable_file(&m, "f", &big);
+    // O_TRUNC, then a short rewrite: visible at once, never fsynced.
+    fs::write(m.path("f"), b"short").unwrap();
+    assert_eq!(contents(&m.path("f")).unwrap(), b"short");
+    m.handle.power_cut(Policy::LoseUnsynced).unwrap();
+    assert_eq!(contents(&m.path("f")).unwrap(), big);
+}
