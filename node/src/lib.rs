@@ -5,6 +5,7 @@
 //! simulated disk can cut the power under each of these structures.
 
 pub mod api;
+pub mod backup;
 pub mod blocks;
 pub mod client;
 pub mod command;
