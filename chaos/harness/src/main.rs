@@ -2,8 +2,8 @@
 //!
 //! `finkfs-chaos power-cut` runs a three-node cluster whose data
 //! directories sit on crash file systems, and loops: write load, SIGKILL
-//! of every node, power cut of every disk, restart; then it checks that
-//! every acknowledged object reads back byte-identical.
+//! of every node (or of one), power cut of its disk, restart; then it
+//! checks that every acknowledged object reads back byte-identical.
 //!
 //! Exit codes: 0 the run passed; 1 it could not run (no `/dev/fuse`, no
 //! node binary, bad arguments); 101 an invariant failed (the panic message
@@ -50,6 +50,24 @@ struct PowerCutArgs {
     /// What a cut does to unsynced writes.
     #[arg(long, value_enum, default_value_t = PolicyArg::Random)]
     policy: PolicyArg,
+    /// Which nodes lose power at each cut: all at once, or one in turn.
+    #[arg(long, value_enum, default_value_t = ScopeArg::All)]
+    scope: ScopeArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ScopeArg {
+    All,
+    One,
+}
+
+impl From<ScopeArg> for power_cut::Scope {
+    fn from(arg: ScopeArg) -> power_cut::Scope {
+        match arg {
+            ScopeArg::All => power_cut::Scope::All,
+            ScopeArg::One => power_cut::Scope::One,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -89,6 +107,7 @@ fn main() -> ExitCode {
             args.acks_per_cycle,
             args.writers,
             args.policy.into(),
+            args.scope.into(),
         )
         .and_then(power_cut::run),
     };

@@ -38,10 +38,11 @@ impl CrashDisks {
         Ok(CrashDisks { disks })
     }
 
-    /// Cuts the power of every disk; the nodes must be down.
-    pub fn cut_all(&self, policy: Policy) -> Result<Vec<(u64, CutReport)>, String> {
+    /// Cuts the power of the disks of nodes `ids`, which must be down.
+    pub fn cut(&self, ids: &[u64], policy: Policy) -> Result<Vec<(u64, CutReport)>, String> {
         self.disks
             .iter()
+            .filter(|(id, _)| ids.contains(id))
             .map(|(id, disk)| {
                 disk.power_cut(policy)
                     .map(|report| (*id, report))

@@ -1,10 +1,12 @@
-//! The power-cut scenario: load, SIGKILL every node, cut every disk,
-//! restart, and at the end check every acknowledged object.
+//! The power-cut scenario: load, SIGKILL nodes, cut their disks, restart,
+//! and at the end check every acknowledged object.
 //!
-//! Every node's disk loses power at once (the whole-rack failure of the
-//! design's fault model), so nothing survives but what the nodes fsynced.
-//! A Put acknowledged before a cut was fsynced on a majority, so it must
-//! read back byte-identical however the cut treats the unsynced rest.
+//! With `Scope::All` every node's disk loses power at once (the whole-rack
+//! failure of the design's fault model), so nothing survives but what the
+//! nodes fsynced; with `Scope::One` one node at a time loses power while
+//! the other two serve on. A Put acknowledged before a cut was fsynced on a
+//! majority, so it must read back byte-identical however the cut treats the
+//! unsynced rest.
 
 use std::fmt;
 use std::time::Duration;
@@ -24,6 +26,15 @@ const WRITERS_MAX: u64 = 64;
 /// Puts acknowledged after the last restart, to show the cluster serves again.
 const ACKS_AFTER_LAST_CUT: u64 = 10;
 
+/// Which nodes lose power at each cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every node at once: only what a majority fsynced survives.
+    All,
+    /// One node, the next in turn; the other two keep serving.
+    One,
+}
+
 /// A checked power-cut run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -32,6 +43,7 @@ pub struct Plan {
     acks_per_cycle: u64,
     writers: u64,
     policy: Policy,
+    scope: Scope,
 }
 
 impl Plan {
@@ -41,6 +53,7 @@ impl Plan {
         acks_per_cycle: u64,
         writers: u64,
         policy: Policy,
+        scope: Scope,
     ) -> Result<Plan, String> {
         if !(1..=CYCLES_MAX).contains(&cycles) {
             return Err(format!("--cycles must be 1..={CYCLES_MAX}, not {cycles}"));
@@ -59,6 +72,7 @@ impl Plan {
             acks_per_cycle,
             writers,
             policy,
+            scope,
         })
     }
 }
@@ -161,13 +175,19 @@ async fn cut_cycles(
 ) -> Result<CutLog, String> {
     let ids = cluster.ids();
     let mut cuts = Vec::new();
-    for _ in 0..plan.cycles {
+    for cycle in 0..plan.cycles {
         load.wait_for_acks(load.acked() + plan.acks_per_cycle, PHASE_TIMEOUT)
             .await?;
-        cluster.kill_many(&ids);
+        let victims = match plan.scope {
+            Scope::All => ids.clone(),
+            Scope::One => {
+                vec![ids[(plan.seed.wrapping_add(u64::from(cycle)) % ids.len() as u64) as usize]]
+            }
+        };
+        cluster.kill_many(&victims);
         let acked_at_cut = load.acked();
-        let reports = disks.cut_all(plan.policy)?;
-        for id in &ids {
+        let reports = disks.cut(&victims, plan.policy)?;
+        for id in &victims {
             cluster.restart(*id).await;
         }
         cluster.wait_for_leader(PHASE_TIMEOUT).await;
