@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
-use crate::{bench, client, demo};
+use crate::{bench, client, demo, fsck};
 
 const ABOUT: &str = "finkfs: a resilient, Raft-replicated store for astronomical alert lakes";
 
@@ -16,6 +16,9 @@ and every byte read is checked against its BLAKE3.
 
 Try it on one machine, with nothing to configure:
   finkfs demo
+
+Check a stopped node's data directory, offline:
+  finkfs fsck --data-dir /srv/finkfs
 
 Talk to a cluster (the client address of any node; the leader is found):
   finkfs --cluster 10.0.0.1:7002,10.0.0.2:7002 put alert.avro ztf/raw/alert.avro
@@ -62,6 +65,9 @@ pub enum Command {
     /// Measure finkfs against the physical limits of this machine's disk.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check every structure of a stopped node's data directory (offline).
+    #[command(long_about = fsck::LONG_HELP)]
+    Fsck(fsck::FsckArgs),
 }
 
 #[cfg(test)]

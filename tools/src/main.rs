@@ -21,6 +21,7 @@ mod client;
 mod demo;
 mod exit;
 mod format;
+mod fsck;
 mod progress;
 mod upload;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::run(command).map(|()| Outcome::Clean),
         Command::Demo(args) => demo::run(args),
         Command::Client(command) => client::run(&cli.cluster, command),
+        Command::Fsck(args) => fsck::run(args),
     };
     exit::code(result)
 }
