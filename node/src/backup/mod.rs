@@ -25,6 +25,7 @@
 //! manifests first, then what no remaining manifest names.
 
 mod manifest;
+mod restore;
 mod retention;
 mod take;
 mod target;
@@ -34,6 +35,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use manifest::{BackupBlock, BackupManifest, BACKUP_VERSION};
+pub use restore::{restore, RestoreReport};
 pub use retention::{PruneReport, Retention};
 pub use take::{take_backup, BackupSummary};
 pub use target::{BackupTarget, ListedBackup};

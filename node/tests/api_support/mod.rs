@@ -48,6 +48,8 @@ pub struct TestNode {
     pub node: Option<RunningNode>,
     pub id: u64,
     pub client_addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -62,10 +64,12 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = node_config(id, dir.path().join("data"));
         adjust(&mut config);
+        let data_dir = config.data_dir.clone();
         let node = start(config).await.expect("node starts");
         TestNode {
             id,
             client_addr: node.client_addr.to_string(),
+            data_dir,
             node: Some(node),
             _dir: dir,
         }

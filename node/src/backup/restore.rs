@@ -1,0 +1,212 @@
+//! Restoring a backup into an empty data directory, as the only member of a
+//! new cluster that others can then join.
+//!
+//! 1. The backup's snapshot is read from the target and its hash checked.
+//! 2. It is written anew into the data directory with the same objects and
+//!    log id but a membership of this node alone: the old members are gone.
+//! 3. The state machine installs it; every block comes from the target,
+//!    verified against its hash (a damaged or missing block fails the
+//!    restore, and nothing is served from it).
+//! 4. The log store is opened empty, purged up to the snapshot's log id,
+//!    with a vote for this node in the snapshot's term, so the restored node
+//!    elects itself in a later term and its log continues after the snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions};
+use finkfs_raft::network::{BlockSource, BlockSourceError, SnapshotFile};
+use finkfs_raft::types::{
+    LeaderId, LogId, Membership, Node, NodeId, SnapshotMeta, StoredMembership, Vote,
+};
+use finkfs_seam::DiskRef;
+use openraft::storage::RaftLogStorage;
+use openraft::vote::{RaftLeaderId, RaftVote};
+
+use super::manifest::BackupBlock;
+use super::target::BackupTarget;
+use super::BackupError;
+use crate::snapshot::{SnapshotHeader, SnapshotReader, SnapshotRecord, SnapshotWriter};
+use crate::state_machine::{LocalFetcher, StateMachine, StateMachineOptions};
+
+/// Where the rewritten snapshot is staged before the install takes it.
+const STAGED_SNAPSHOT: &str = "restore.snap.tmp";
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub seq: u64,
+    pub last_log: Option<(u64, u64)>,
+    pub objects: u64,
+    pub blocks: u64,
+}
+
+/// Serves the install's block fetches from the backup target, verified.
+struct TargetBlocks {
+    target: BackupTarget,
+    lens: BTreeMap<[u8; 32], u64>,
+}
+
+impl BlockSource for TargetBlocks {
+    fn read_block(&self, hash: [u8; 32]) -> Result<Option<Bytes>, BlockSourceError> {
+        let Some(&len) = self.lens.get(&hash) else {
+            return Ok(None);
+        };
+        let data = self.target.read_block(&BackupBlock { hash, len })?;
+        Ok(Some(Bytes::from(data)))
+    }
+}
+
+/// Restores backup `seq` of `target` into `group_dir` on `data_disk`, which
+/// must hold nothing yet, as node `id` reachable at `node`.
+pub async fn restore(
+    target: &BackupTarget,
+    seq: u64,
+    data_disk: DiskRef,
+    group_dir: &Path,
+    id: NodeId,
+    node: Node,
+) -> Result<RestoreReport, BackupError> {
+    let in_data = |e: std::io::Error| BackupError::io(group_dir, e);
+    if data_disk.exists(group_dir).map_err(in_data)?
+        && !data_disk.list(group_dir).map_err(in_data)?.is_empty()
+    {
+        return Err(BackupError::Source(format!(
+            "{} is not empty: restore only into an empty data directory",
+            group_dir.display()
+        )));
+    }
+    let manifest = target.manifest(seq)?;
+    // Checks the whole snapshot's length and hash before anything is written.
+    target.read_snapshot(&manifest)?;
+    data_disk.create_dir_all(group_dir).map_err(in_data)?;
+
+    let staged = group_dir.join(STAGED_SNAPSHOT);
+    let snapshot_path = BackupTarget::snapshot_path(&manifest.snapshot_hash);
+    let source = target
+        .disk()
+        .open(&snapshot_path)
+        .map_err(|e| BackupError::io(&snapshot_path, e))?;
+    let (meta, objects) =
+        rewrite_for_one_member(&source, &snapshot_path, &data_disk, &staged, id, node)?;
+
+    let fetch_from = TargetBlocks {
+        target: target.clone(),
+        lens: manifest.blocks.iter().map(|b| (b.hash, b.len)).collect(),
+    };
+    let machine = StateMachine::open(
+        data_disk.clone(),
+        group_dir.to_path_buf(),
+        StateMachineOptions::default(),
+        Arc::new(LocalFetcher::new(Arc::new(fetch_from))),
+    )
+    .map_err(|e| BackupError::Source(format!("opening the new state machine: {e}")))?;
+    let staged_file = {
+        let bytes = finkfs_seam::read_file(&*data_disk, &staged)
+            .map_err(|e| BackupError::io(&staged, e))?;
+        SnapshotFile::from_parts(
+            data_disk.clone(),
+            staged.clone(),
+            bytes.len() as u64,
+            *blake3::hash(&bytes).as_bytes(),
+        )
+    };
+    let installed = machine
+        .install(&meta, staged_file)
+        .await
+        .map_err(|e| BackupError::Source(format!("installing the backup's snapshot: {e}")))?;
+    machine
+        .sync()
+        .await
+        .map_err(|e| BackupError::Source(format!("syncing the restored state: {e}")))?;
+    drop(machine);
+
+    start_log_after(&data_disk, group_dir, id, meta.last_log_id).await?;
+    tracing::info!(
+        seq,
+        objects,
+        blocks = installed.blocks_fetched,
+        "backup restored"
+    );
+    Ok(RestoreReport {
+        seq,
+        last_log: manifest.last_log,
+        objects,
+        blocks: installed.blocks_fetched,
+    })
+}
+
+/// Copies the snapshot's records into `staged` on the data disk under a
+/// header whose membership is `id` alone; returns its metadata and the
+/// number of objects.
+fn rewrite_for_one_member(
+    source: &finkfs_seam::FileRef,
+    source_path: &Path,
+    data_disk: &DiskRef,
+    staged: &Path,
+    id: NodeId,
+    node: Node,
+) -> Result<(SnapshotMeta, u64), BackupError> {
+    let corrupt =
+        |e: crate::snapshot::SnapshotError| BackupError::corrupt(source_path, 0, e.to_string());
+    let mut reader = SnapshotReader::open(source.clone(), source_path).map_err(corrupt)?;
+    let last_log_id = reader.header().last_log_id;
+    let voters = BTreeSet::from([id]);
+    let membership = Membership::new(vec![voters], BTreeMap::from([(id, node)]))
+        .map_err(|e| BackupError::Source(format!("membership of the restored node: {e}")))?;
+    let header = SnapshotHeader {
+        last_log_id,
+        membership: StoredMembership::new(last_log_id, membership),
+    };
+    let staged_path: PathBuf = staged.to_path_buf();
+    let write_error = |e: crate::snapshot::SnapshotError| {
+        BackupError::Source(format!("writing {}: {e}", staged_path.display()))
+    };
+    let file = data_disk
+        .create(staged)
+        .map_err(|e| BackupError::io(staged, e))?;
+    let mut writer = SnapshotWriter::new(file, staged, &header).map_err(write_error)?;
+    let mut objects = 0u64;
+    while let Some(record) = reader.next_record().map_err(corrupt)? {
+        match record {
+            SnapshotRecord::Object { path, manifest } => {
+                writer.object(&path, &manifest).map_err(write_error)?;
+                objects += 1;
+            }
+            SnapshotRecord::Unreferenced { hash, len } => {
+                writer.unreferenced(&hash, len).map_err(write_error)?
+            }
+        }
+    }
+    writer.finish().map_err(write_error)?;
+    let meta = SnapshotMeta {
+        last_log_id: header.last_log_id,
+        last_membership: header.membership,
+    };
+    Ok((meta, objects))
+}
+
+/// Leaves the group's log empty but purged up to `last`, with a vote for
+/// `id` in `last`'s term: Raft then continues the log after the snapshot.
+async fn start_log_after(
+    data_disk: &DiskRef,
+    group_dir: &Path,
+    id: NodeId,
+    last: Option<LogId>,
+) -> Result<(), BackupError> {
+    let log_error =
+        |e: &dyn std::fmt::Display| BackupError::Source(format!("the new log store: {e}"));
+    let (mut log, _) =
+        JournalLogStore::open(data_disk.clone(), group_dir, LogStoreOptions::default())
+            .map_err(|e| log_error(&e))?;
+    if let Some(last) = last {
+        let term = last.leader_id.term;
+        log.save_vote(&Vote::from_leader_id(LeaderId::new(term, id), false))
+            .await
+            .map_err(|e| log_error(&e))?;
+        log.purge(last).await.map_err(|e| log_error(&e))?;
+    }
+    log.close().await.map_err(|e| log_error(&e))
+}
