@@ -100,3 +100,21 @@ fn a_directory_without_finkfs_data_is_refused() {
     let result = fsck::check_data_dir(disk, scratch, &FsckOptions::default(), &mut NoProgress);
     assert!(matches!(result, Err(FsckError::NotADataDir)), "{result:?}");
 }
+
+#[tokio::test]
+async fn power_cut_during_writes_leaves_a_healthy_dir() {
+    let mut notes = 0;
+    for seed in 0..seeds(8) {
+        let (sim, built) = built_sim(100 + seed).await;
+        crash_during_writes(&sim, &built).await;
+        let report = fsck_sim(&sim);
+        assert_eq!(
+            report.status,
+            Status::Healthy,
+            "seed {seed}: a crash was taken for damage: {:#?}",
+            report.problems
+        );
+        notes += report.problems.len();
+    }
+    assert!(notes > 0, "the power cuts left no trace to classify");
+}

@@ -201,6 +201,14 @@ async fn restart(disk: &DiskRef) {
     drop(MetaStore::open(disk.clone(), PathBuf::from(META)).expect("reopen meta"));
 }
 
+/// Seeds per run; `FINKFS_SEEDS` raises it for a deeper search.
+pub fn seeds(default: u64) -> u64 {
+    std::env::var("FINKFS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A simulated disk holding a freshly built healthy group.
 pub async fn built_sim(seed: u64) -> (SimDisk, Built) {
     let sim = SimDisk::new(seed);
@@ -313,4 +321,46 @@ pub fn find_all(sim: &SimDisk, path: &Path, needle: &[u8]) -> Vec<u64> {
         .filter(|(_, w)| *w == needle)
         .map(|(i, _)| i as u64)
         .collect()
+}
+
+/// After `build`, a restarted node takes more writes and loses power in the
+/// middle: journal records appended (the last ones unsynced), applied to the
+/// state machine with durable and eventual index commits, then a power cut
+/// that keeps, drops or tears whatever was not synced.
+pub async fn crash_during_writes(sim: &SimDisk, built: &Built) {
+    let disk = sim.disk_ref();
+    let mut commands = Vec::new();
+    for i in 0..6u64 {
+        let path = format!("ztf/raw/day=15/alert-{i}.avro");
+        let bytes = data(100 + i, 2000 + 3000 * i as usize);
+        commands.extend(plan_put(&path, bytes, BLOCK_BYTES, ENTRY_BYTES_MAX).commands);
+    }
+    let first = built.last_index + 1;
+    let entries: Vec<Entry> = commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Entry {
+            log_id: log_id(first + i as u64),
+            payload: EntryPayload::Normal(AppCommand(c.encode())),
+        })
+        .collect();
+    let (mut journal, _) =
+        Journal::open(disk.clone(), PathBuf::from(JOURNAL), journal_options()).expect("journal");
+    let synced = entries.len() / 2;
+    let mut buf = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        buf.clear();
+        encode_entry_into(entry, &mut buf).expect("encode");
+        journal.append(entry.log_id.index, 1, &buf).expect("append");
+        if n + 1 == synced {
+            journal.sync().expect("sync");
+        }
+    }
+    let sm = open_sm(&disk);
+    sm.apply_entries(entries[..synced].to_vec())
+        .await
+        .expect("apply");
+    sim.power_cut();
+    drop(sm);
+    drop(journal);
 }
