@@ -4,11 +4,18 @@
 //! Every durable byte goes through the I/O seam (`finkfs-seam`), so the
 //! simulated disk can cut the power under each of these structures.
 
+// Spawns, blocking calls and clock reads go through `finkfs_raft::rt`
+// (clippy.toml), except in the daemon and the client library, which run
+// outside the simulator.
+#![warn(clippy::disallowed_methods)]
+
 pub mod api;
 pub mod backup;
 pub mod blocks;
+#[allow(clippy::disallowed_methods)]
 pub mod client;
 pub mod command;
+#[allow(clippy::disallowed_methods)]
 pub mod daemon;
 pub mod fsck;
 mod hex;

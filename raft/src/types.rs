@@ -78,7 +78,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Node,
         Term = u64,
-        AsyncRuntime = openraft_rt_tokio::TokioRuntime,
+        AsyncRuntime = crate::rt::FinkRuntime,
 );
 
 /// The term of a leader.

@@ -61,7 +61,7 @@ impl Batcher {
         SM: RaftStateMachine<TypeConfig>,
     {
         let (tx, rx) = mpsc::channel(BATCH_QUEUE_DEPTH_MAX);
-        tokio::spawn(run(proposer, rx, counters));
+        finkfs_raft::rt::spawn(run(proposer, rx, counters));
         Batcher { tx }
     }
 
@@ -116,7 +116,7 @@ async fn run<SM>(
         }
         assert!(batch.len() <= BATCH_COMMANDS_MAX);
         counters.batch(batch.len() as u64);
-        tokio::spawn(propose(proposer.clone(), batch, permit));
+        finkfs_raft::rt::spawn(propose(proposer.clone(), batch, permit));
     }
 }
 

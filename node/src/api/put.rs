@@ -293,7 +293,7 @@ async fn hash_block(
     if inline {
         return Ok(work());
     }
-    tokio::task::spawn_blocking(work)
+    finkfs_raft::rt::blocking(work)
         .await
         .map_err(|e| super::errors::task_failed(&e))
 }

@@ -41,7 +41,7 @@ where
 {
     shared.require_leader()?;
     let (tx, rx) = mpsc::channel(PUT_MANY_IN_FLIGHT_MAX);
-    tokio::spawn(serve(shared, inbound, tx));
+    finkfs_raft::rt::spawn(serve(shared, inbound, tx));
     Ok(PutManyStream::new(rx))
 }
 

@@ -38,7 +38,7 @@ where
     T: Send + 'static,
 {
     let reader = reader.clone();
-    tokio::task::spawn_blocking(move || read(&reader))
+    finkfs_raft::rt::blocking(move || read(&reader))
         .await
         .map_err(|e| task_failed(&e))?
         .map_err(|e| store_error(&e))
@@ -94,7 +94,7 @@ where
         .map_err(|_| Status::cancelled("client went away"))?;
     let reader = shared.reader.clone();
     let counters = Arc::clone(&shared.counters);
-    tokio::spawn(async move {
+    finkfs_raft::rt::spawn(async move {
         let sent = stream_range(&reader, &request.path, &manifest, start, len, &tx).await;
         match sent {
             Ok(()) => counters.get_bytes(len),

@@ -1,6 +1,6 @@
 //! Pack file names and a bounded cache of open pack handles shared by readers.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
@@ -34,7 +34,9 @@ pub fn parse_pack_file_name(name: &str) -> Option<u64> {
 pub struct PackFiles {
     disk: DiskRef,
     dir: PathBuf,
-    open: RwLock<HashMap<u64, FileRef>>,
+    /// Ordered, so that the eviction victim does not depend on a hasher's
+    /// random keys: a simulated run must replay exactly.
+    open: RwLock<BTreeMap<u64, FileRef>>,
 }
 
 impl PackFiles {
@@ -42,7 +44,7 @@ impl PackFiles {
         PackFiles {
             disk,
             dir,
-            open: RwLock::new(HashMap::new()),
+            open: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -79,8 +81,9 @@ impl PackFiles {
     pub fn insert(&self, seq: u64, file: FileRef) {
         let mut open = self.open.write().unwrap_or_else(PoisonError::into_inner);
         if open.len() >= OPEN_PACKS_MAX && !open.contains_key(&seq) {
-            // Any victim will do: a closed pack is simply reopened on its
-            // next read. Readers still holding the handle keep it alive.
+            // The lowest sequence goes (the oldest pack, least likely to
+            // be written): a closed pack is simply reopened on its next
+            // read. Readers still holding the handle keep it alive.
             if let Some(victim) = open.keys().next().copied() {
                 open.remove(&victim);
             }

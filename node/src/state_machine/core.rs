@@ -3,7 +3,6 @@
 //! snapshot install. Runs on blocking threads, behind one lock.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::Instant;
 
 use bytes::Bytes;
 use finkfs_raft::network::SnapshotFile;
@@ -27,7 +26,8 @@ pub(crate) type WantedBlocks = Vec<([u8; 32], u32)>;
 struct Pending {
     entries: u64,
     bytes: u64,
-    since: Option<Instant>,
+    /// tokio's clock, which a simulator can pause and advance.
+    since: Option<tokio::time::Instant>,
 }
 
 /// The store and the policy that decides when its index becomes durable.
@@ -88,7 +88,9 @@ impl Core {
         txn.commit(Durability::Eventual)?;
         self.pending.entries += count;
         self.pending.bytes += bytes;
-        self.pending.since.get_or_insert_with(Instant::now);
+        self.pending
+            .since
+            .get_or_insert_with(tokio::time::Instant::now);
         if self.sync_due() {
             self.make_durable()?;
         }

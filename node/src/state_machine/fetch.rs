@@ -55,7 +55,7 @@ impl BlockFetcher for LocalFetcher {
         let source = self.source.clone();
         let hashes = hashes.to_vec();
         Box::pin(async move {
-            let read = tokio::task::spawn_blocking(move || {
+            let read = finkfs_raft::rt::blocking(move || {
                 let mut found = Vec::with_capacity(hashes.len());
                 for hash in hashes {
                     if let Some(data) = source.read_block(hash)? {

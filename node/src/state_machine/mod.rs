@@ -199,7 +199,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StateMachineError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    finkfs_raft::rt::blocking(f)
         .await
         .map_err(|e| StateMachineError::Task {
             reason: e.to_string(),

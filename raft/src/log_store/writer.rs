@@ -9,9 +9,10 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
 
 use super::durable::DurableState;
 use super::error::LogStoreError;
@@ -70,7 +71,8 @@ pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub rx: Receiver<Queued>,
     pub committed_save_interval: Duration,
-    /// A committed log id not yet saved, and when it must be saved by.
+    /// A committed log id not yet saved, and when it must be saved by
+    /// (tokio's clock, which a simulator can pause and advance).
     pub committed_unsaved: Option<(Option<LogId>, Instant)>,
     /// Reused encoding buffer: an append allocates nothing here.
     pub scratch: Vec<u8>,

@@ -47,7 +47,7 @@ pub(crate) async fn serve(
             data: Bytes::new(),
         });
     };
-    let read = tokio::task::spawn_blocking(move || source.read_block(hash))
+    let read = crate::rt::blocking(move || source.read_block(hash))
         .await
         .map_err(|e| Status::internal(format!("block read task failed: {e}")))?;
     let data = match read {

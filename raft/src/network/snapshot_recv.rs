@@ -65,7 +65,7 @@ where
         })?;
     // The task outlives this call if the sender hangs up, so that the receive
     // lock is held until openraft is done with the file.
-    let task = tokio::spawn(async move {
+    let task = crate::rt::spawn(async move {
         let _guard = guard;
         let file = receive_file(&handle, first, inbound).await?;
         tracing::info!(path = %file.path().display(), bytes = file.len_bytes(), "snapshot received");
@@ -311,7 +311,7 @@ fn io_status(path: &Path, error: &std::io::Error) -> Status {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
+    crate::rt::blocking(work)
         .await
         .map_err(|e| Status::internal(format!("snapshot I/O task failed: {e}")))?
 }

@@ -77,7 +77,10 @@ pub(crate) async fn send(
     let install_timeout = connection.options.snapshot_install_timeout;
     let (id, target) = (connection.id, connection.target);
     let call = client.install_snapshot(chunks.into_stream());
+    // Biased: branch order is fixed rather than drawn at random, so a run
+    // replays; the reply is looked at first as before.
     let reply = tokio::select! {
+        biased;
         reply = call => reply,
         closed = cancel => return Err(SendError::Closed(closed)),
         timeout = watchdog(&progress, chunk_timeout, install_timeout) => {
@@ -206,7 +209,7 @@ async fn read_chunk(
     mut hasher: blake3::Hasher,
 ) -> Result<(Bytes, blake3::Hash, blake3::Hasher), SnapshotFileError> {
     let path = handle.path().to_path_buf();
-    let read = tokio::task::spawn_blocking(move || {
+    let read = crate::rt::blocking(move || {
         let mut data = vec![0u8; step];
         file.read_at(offset, &mut data)
             .map_err(|source| SnapshotFileError::Io {
