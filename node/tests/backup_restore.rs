@@ -4,28 +4,15 @@
 
 mod api_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use api_support::{bytes, client_options, node_config, Cluster, WAIT};
+use api_support::{bytes, client_options, node_config, Cluster};
 use finkfs_node::api::MemberAddr;
 use finkfs_node::backup::{restore, take_backup, BackupTarget};
 use finkfs_node::client::Client;
 use finkfs_node::daemon::{start, GROUP};
 use finkfs_seam::{DiskRef, RealDisk};
-use openraft::async_runtime::watch::WatchReceiver;
-
-/// The node's current snapshot file, relative to its data directory.
-fn current_snapshot(data_dir: &Path) -> PathBuf {
-    let dir = PathBuf::from(format!("groups/{}/snapshots", GROUP.0));
-    let mut names: Vec<String> = std::fs::read_dir(data_dir.join(&dir))
-        .expect("snapshot directory")
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("snap-") && n.ends_with(".snap"))
-        .collect();
-    assert_eq!(names.len(), 1, "one current snapshot: {names:?}");
-    dir.join(names.pop().unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_restored_from_backup_serves_every_object_and_takes_writes() {
@@ -43,31 +30,14 @@ async fn node_restored_from_backup_serves_every_object_and_takes_writes() {
 
     let leader = cluster.wait_for_leader().await;
     let node = &cluster.nodes[leader];
-    let raft = node.running().raft();
-    let applied = raft
-        .metrics()
-        .borrow_watched()
-        .last_applied
-        .expect("applied entries");
-    raft.trigger().snapshot().await.expect("trigger a snapshot");
-    raft.wait(Some(WAIT))
-        .snapshot(applied, "the leader built its snapshot")
-        .await
-        .expect("snapshot");
-
     let target_dir = tempfile::tempdir().unwrap();
     let target_disk: DiskRef = Arc::new(RealDisk::open(target_dir.path()).unwrap());
     let target = BackupTarget::open(target_disk.clone()).unwrap();
-    let node_disk: DiskRef = Arc::new(RealDisk::open(&node.data_dir).unwrap());
-    let snapshot = current_snapshot(&node.data_dir);
-    let summary = take_backup(
-        &target,
-        &node_disk,
-        &snapshot,
-        node.running().reader(),
-        1_000,
-    )
-    .expect("backup");
+    // The leader has applied every acknowledged write: its index is the
+    // state to back up.
+    let reader = node.running().reader();
+    let view = reader.index().view().expect("index view");
+    let summary = take_backup(&target, &view, reader, 1_000).expect("backup");
     assert!(target
         .verify(summary.manifest.seq, true)
         .unwrap()

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use finkfs_node::backup::{take_backup, BackupError, BackupTarget, Retention};
-use finkfs_node::snapshot::SnapshotDir;
 use finkfs_node::store::ObjectStore;
 use finkfs_seam::{Disk, DiskRef, FileRef};
 use finkfs_simdisk::SimDisk;
@@ -24,24 +23,17 @@ fn alert(i: u64) -> Vec<u8> {
 }
 
 struct Node {
-    disk: DiskRef,
     store: ObjectStore,
-    snapshots: Arc<SnapshotDir>,
 }
 
 impl Node {
     fn new(objects: std::ops::Range<u64>) -> Node {
         let disk = SimDisk::new(11).disk_ref();
         let mut store = ObjectStore::open(disk.clone(), PathBuf::from("node")).unwrap();
-        let snapshots = SnapshotDir::open(disk.clone(), PathBuf::from("node/snapshots")).unwrap();
         for i in objects {
             store.put(&format!("ztf/{i:06}.avro"), &alert(i)).unwrap();
         }
-        Node {
-            disk,
-            store,
-            snapshots,
-        }
+        Node { store }
     }
 
     fn add(&mut self, objects: std::ops::Range<u64>) {
@@ -58,14 +50,7 @@ impl Node {
         now: u64,
     ) -> Result<finkfs_node::backup::BackupSummary, BackupError> {
         let view = self.store.index().view().unwrap();
-        let snapshot = self.snapshots.build(&view).unwrap();
-        take_backup(
-            target,
-            &self.disk,
-            snapshot.snapshot.path(),
-            self.store.reader(),
-            now,
-        )
+        take_backup(target, &view, self.store.reader(), now)
     }
 }
 

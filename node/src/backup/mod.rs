@@ -38,7 +38,7 @@ pub use manifest::{BackupBlock, BackupManifest, BACKUP_VERSION};
 pub use restore::{restore, RestoreReport};
 pub use retention::{PruneReport, Retention};
 pub use take::{take_backup, BackupSummary};
-pub use target::{BackupTarget, ListedBackup};
+pub use target::{BackupTarget, ListedBackup, StoredSnapshot};
 pub use verify::{VerifyProblem, VerifyReport};
 
 /// What can go wrong with a backup target. Damage on the target is always

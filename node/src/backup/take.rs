@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use finkfs_seam::{read_file, DiskRef};
+use finkfs_seam::DiskRef;
 
 use super::manifest::{BackupBlock, BackupManifest};
 use super::target::BackupTarget;
 use super::BackupError;
 use crate::hex::hex;
+use crate::index::IndexView;
 use crate::reader::ObjectReader;
 use crate::snapshot::{SnapshotReader, SnapshotRecord};
 
@@ -27,31 +28,29 @@ pub struct BackupSummary {
     pub bytes_written: u64,
 }
 
-/// Backs up the snapshot at `snapshot_path` on `node_disk`, reading the
-/// blocks it names through `reader` (verified reads: a damaged block stops
-/// the backup with an error naming it, it is never copied).
-/// `created_unix_secs` is the wall-clock time recorded in the manifest.
+/// Backs up the state in `view` (the node's index at one applied log id):
+/// its snapshot is written straight to the target, then every block it
+/// names that the target lacks is read through `reader` (verified reads: a
+/// damaged block stops the backup with an error naming it, it is never
+/// copied), and the manifest last. The node's own data directory is only
+/// read. `created_unix_secs` is the wall-clock time recorded.
 pub fn take_backup(
     target: &BackupTarget,
-    node_disk: &DiskRef,
-    snapshot_path: &Path,
+    view: &IndexView,
     reader: &ObjectReader,
     created_unix_secs: u64,
 ) -> Result<BackupSummary, BackupError> {
-    let source = |e: std::io::Error| {
-        BackupError::Source(format!("snapshot {}: {e}", snapshot_path.display()))
-    };
-    let snapshot = read_file(&**node_disk, snapshot_path).map_err(source)?;
-    let snapshot_hash = *blake3::hash(&snapshot).as_bytes();
-    let (last_log, blocks) = blocks_named(node_disk, snapshot_path)?;
+    let snapshot = target.write_snapshot_of(view)?;
+    let snapshot_path = BackupTarget::snapshot_path(&snapshot.hash);
+    let (last_log, blocks) = blocks_named(target.disk(), &snapshot_path)?;
 
     let mut summary = BackupSummary {
         manifest: BackupManifest {
             seq: target.next_seq()?,
             created_unix_secs,
             last_log,
-            snapshot_hash,
-            snapshot_len: snapshot.len() as u64,
+            snapshot_hash: snapshot.hash,
+            snapshot_len: snapshot.len,
             blocks: blocks
                 .iter()
                 .map(|(&hash, &len)| BackupBlock { hash, len })
@@ -72,7 +71,7 @@ pub fn take_backup(
             .map_err(|e| BackupError::Source(format!("block {}: {e}", hex(&block.hash))))?
             .ok_or_else(|| {
                 BackupError::Source(format!(
-                    "block {} named by the snapshot is not on this node",
+                    "block {} named by the index is not on this node",
                     hex(&block.hash)
                 ))
             })?;
@@ -81,8 +80,8 @@ pub fn take_backup(
         summary.block_bytes_written += data.len() as u64;
     }
     summary.bytes_written = summary.block_bytes_written;
-    if target.put_snapshot(&snapshot_hash, &snapshot)? {
-        summary.bytes_written += snapshot.len() as u64;
+    if snapshot.written {
+        summary.bytes_written += snapshot.len;
     }
     target.commit(&summary.manifest)?;
     summary.bytes_written += summary.manifest.encode().len() as u64;
@@ -100,10 +99,10 @@ pub fn take_backup(
 /// the blocks of its objects and its unreferenced blocks.
 type NamedBlocks = (Option<(u64, u64)>, BTreeMap<[u8; 32], u64>);
 
-fn blocks_named(node_disk: &DiskRef, snapshot_path: &Path) -> Result<NamedBlocks, BackupError> {
+fn blocks_named(disk: &DiskRef, snapshot_path: &Path) -> Result<NamedBlocks, BackupError> {
     let source =
         |e: String| BackupError::Source(format!("snapshot {}: {e}", snapshot_path.display()));
-    let file = node_disk
+    let file = disk
         .open(snapshot_path)
         .map_err(|e| source(e.to_string()))?;
     let mut snapshot =

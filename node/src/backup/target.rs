@@ -8,6 +8,8 @@ use finkfs_seam::{read_file, write_file_atomic, DiskRef};
 use super::manifest::{BackupBlock, BackupManifest};
 use super::BackupError;
 use crate::hex::hex;
+use crate::index::IndexView;
+use crate::snapshot::{header_of, write_view, SnapshotError};
 
 pub(super) const BLOCKS_DIR: &str = "blocks";
 pub(super) const SNAPSHOTS_DIR: &str = "snapshots";
@@ -16,6 +18,18 @@ const MANIFEST_SUFFIX: &str = ".bkp";
 const SNAPSHOT_SUFFIX: &str = ".snap";
 /// Digits of a backup's sequence number in its file name (u64::MAX has 20).
 const SEQ_DIGITS: usize = 20;
+
+/// Where a snapshot being written to the target is staged.
+const BUILDING_SNAPSHOT: &str = "building.snap.tmp";
+
+/// A snapshot stored on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub hash: [u8; 32],
+    pub len: u64,
+    /// False when the target already held this exact snapshot.
+    pub written: bool,
+}
 
 /// A backup as listed: its manifest, or why the manifest cannot be read.
 #[derive(Debug)]
@@ -125,6 +139,39 @@ impl BackupTarget {
         }
         write_file_atomic(&*self.disk, &path, bytes).map_err(|e| BackupError::io(&path, e))?;
         Ok(true)
+    }
+
+    /// Writes the snapshot of `view` to the target under a temporary name,
+    /// then renames it to its whole-file hash (or drops it if the target
+    /// already holds that exact snapshot).
+    pub fn write_snapshot_of(&self, view: &IndexView) -> Result<StoredSnapshot, BackupError> {
+        let tmp = Path::new(SNAPSHOTS_DIR).join(BUILDING_SNAPSHOT);
+        let io = |e| BackupError::io(&tmp, e);
+        if self.disk.exists(&tmp).map_err(io)? {
+            self.disk.remove(&tmp).map_err(io)?;
+        }
+        let file = self.disk.create(&tmp).map_err(io)?;
+        let source = |e: SnapshotError| BackupError::Source(format!("snapshot of the index: {e}"));
+        let header = header_of(view).map_err(source)?;
+        let (len, hash) = write_view(file, &tmp, &header, view).map_err(source)?;
+        let path = Self::snapshot_path(&hash);
+        let present = self
+            .disk
+            .exists(&path)
+            .map_err(|e| BackupError::io(&path, e))?;
+        if present {
+            self.disk.remove(&tmp).map_err(io)?;
+        } else {
+            self.disk
+                .rename(&tmp, &path)
+                .and_then(|()| self.disk.sync_dir(Path::new(SNAPSHOTS_DIR)))
+                .map_err(|e| BackupError::io(&path, e))?;
+        }
+        Ok(StoredSnapshot {
+            hash,
+            len,
+            written: !present,
+        })
     }
 
     /// Reads the snapshot a manifest names and checks its length and hash.

@@ -113,34 +113,7 @@ impl SnapshotDir {
         view: &IndexView,
     ) -> Result<(u64, [u8; 32]), SnapshotError> {
         let file = self.create_fresh(tmp)?;
-        let mut writer = SnapshotWriter::new(file, tmp, header)?;
-        let mut after: Option<String> = None;
-        loop {
-            let page = view.list("", after.as_deref(), SNAPSHOT_PAGE_RECORDS)?;
-            for (path, manifest) in &page {
-                writer.object(path, manifest)?;
-            }
-            match page.last() {
-                Some((path, _)) if page.len() == SNAPSHOT_PAGE_RECORDS => {
-                    after = Some(path.clone())
-                }
-                _ => break,
-            }
-        }
-        let mut after: Option<[u8; 32]> = None;
-        loop {
-            let page = view.blocks_after(after.as_ref(), SNAPSHOT_PAGE_RECORDS)?;
-            for entry in page.iter().filter(|e| e.refs == 0) {
-                writer.unreferenced(&entry.location.hash, entry.location.len)?;
-            }
-            match page.last() {
-                Some(entry) if page.len() == SNAPSHOT_PAGE_RECORDS => {
-                    after = Some(entry.location.hash)
-                }
-                _ => break,
-            }
-        }
-        writer.finish()
+        write_view(file, tmp, header, view)
     }
 
     /// Brings a received snapshot file into this directory for install:
@@ -354,7 +327,42 @@ impl SnapshotDir {
 }
 
 /// What a view of the index covers, as a snapshot header.
-fn header_of(view: &IndexView) -> Result<SnapshotHeader, SnapshotError> {
+/// Writes the snapshot of `view` under `header` into `file` (at `tmp`, for
+/// error reports) and syncs it; returns its length and whole-file BLAKE3.
+pub fn write_view(
+    file: FileRef,
+    tmp: &Path,
+    header: &SnapshotHeader,
+    view: &IndexView,
+) -> Result<(u64, [u8; 32]), SnapshotError> {
+    let mut writer = SnapshotWriter::new(file, tmp, header)?;
+    let mut after: Option<String> = None;
+    loop {
+        let page = view.list("", after.as_deref(), SNAPSHOT_PAGE_RECORDS)?;
+        for (path, manifest) in &page {
+            writer.object(path, manifest)?;
+        }
+        match page.last() {
+            Some((path, _)) if page.len() == SNAPSHOT_PAGE_RECORDS => after = Some(path.clone()),
+            _ => break,
+        }
+    }
+    let mut after: Option<[u8; 32]> = None;
+    loop {
+        let page = view.blocks_after(after.as_ref(), SNAPSHOT_PAGE_RECORDS)?;
+        for entry in page.iter().filter(|e| e.refs == 0) {
+            writer.unreferenced(&entry.location.hash, entry.location.len)?;
+        }
+        match page.last() {
+            Some(entry) if page.len() == SNAPSHOT_PAGE_RECORDS => after = Some(entry.location.hash),
+            _ => break,
+        }
+    }
+    writer.finish()
+}
+
+/// The header of a snapshot of `view`: its applied log id and membership.
+pub fn header_of(view: &IndexView) -> Result<SnapshotHeader, SnapshotError> {
     let last_log_id = view
         .applied()?
         .map(|a| make_log_id(a.index, a.term, a.node));

@@ -37,7 +37,7 @@ use finkfs_raft::network::SnapshotFileError;
 
 use crate::index::IndexError;
 
-pub use dir::{final_name_hash, SnapshotDir, SNAPSHOT_PAGE_RECORDS};
+pub use dir::{final_name_hash, header_of, write_view, SnapshotDir, SNAPSHOT_PAGE_RECORDS};
 pub use format::{SnapshotHeader, SNAPSHOT_VERSION};
 pub use reader::{SnapshotReader, SnapshotRecord, READ_STEP_BYTES};
 pub use writer::{SnapshotWriter, WRITE_BUFFER_BYTES};
