@@ -92,6 +92,7 @@ fn healthy_json_is_parseable_with_totals() {
     let output = fsck(dir.path(), true);
     assert_eq!(output.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["version"], 1);
     assert_eq!(report["status"], "HEALTHY");
     assert_eq!(report["totals"]["objects"], 5);
     assert_eq!(report["totals"]["journal_records"], 4);

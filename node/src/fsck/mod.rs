@@ -36,7 +36,7 @@ use finkfs_raft::log_store::{JOURNAL_DIR, META_DIR};
 use finkfs_seam::{DiskRef, FileRef};
 
 pub use readonly::ReadOnlyDisk;
-pub use report::{FsckReport, Problem, ProblemKind, Status, Structure, Totals};
+pub use report::{FsckReport, Problem, ProblemKind, Status, Structure, Totals, REPORT_VERSION};
 
 /// Where the groups of a data directory live.
 pub const GROUPS_DIR: &str = "groups";

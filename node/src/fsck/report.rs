@@ -220,9 +220,15 @@ pub struct Totals {
     pub bytes_checked: u64,
 }
 
+/// Version of the report's JSON shape; raised only if a field changes
+/// meaning or goes away (fields are added without a change).
+pub const REPORT_VERSION: u32 = 1;
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsckReport {
+    /// [`REPORT_VERSION`].
+    pub version: u32,
     /// The group directories checked, relative to the data directory.
     pub groups: Vec<String>,
     pub totals: Totals,
@@ -239,6 +245,7 @@ impl FsckReport {
             Status::Healthy
         };
         FsckReport {
+            version: REPORT_VERSION,
             groups,
             totals,
             problems,
