@@ -26,6 +26,7 @@ fn options() -> LogStoreOptions {
             record_bytes_max: 1 << 20,
         },
         committed_save_interval: Duration::from_millis(20),
+        ..LogStoreOptions::default()
     }
 }
 

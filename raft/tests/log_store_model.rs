@@ -88,6 +88,7 @@ fn open(disk: &SimDisk) -> JournalLogStore {
             record_bytes_max: 1 << 16,
         },
         committed_save_interval: Duration::from_millis(5),
+        ..LogStoreOptions::default()
     };
     let (store, _) = JournalLogStore::open(disk.disk_ref(), Path::new(DIR), options).unwrap();
     assert!(store.may_vote(), "{:?}", store.vote_blockers());

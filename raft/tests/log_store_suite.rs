@@ -1,12 +1,13 @@
 //! Guards against a log store that breaks openraft's storage contract (holes,
 //! wrong log state after purge or truncation, lost vote, unreadable appends):
-//! openraft's own conformance suite, on the real disk and on the simulated one.
+//! openraft's own conformance suite, on the real disk and on the simulated one,
+//! with the writer on its own thread (production) and as a task (simulator).
 
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions};
+use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions, WriterRun};
 use finkfs_raft::types::{
     AppResponse, Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError,
     StoredMembership, TypeConfig,
@@ -105,15 +106,25 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
     }
 }
 
-fn open_store(disk: DiskRef, dir: &Path) -> Result<JournalLogStore, StorageError> {
-    let (store, report) = JournalLogStore::open(disk, dir, LogStoreOptions::default())
+fn open_store(
+    disk: DiskRef,
+    dir: &Path,
+    writer_run: WriterRun,
+) -> Result<JournalLogStore, StorageError> {
+    let options = LogStoreOptions {
+        writer_run,
+        ..LogStoreOptions::default()
+    };
+    let (store, report) = JournalLogStore::open(disk, dir, options)
         .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Read, e.into()))?;
     assert!(report.vote_blockers.is_empty());
     Ok(store)
 }
 
 /// A fresh store in its own temporary directory on the real disk.
-struct RealDiskBuilder;
+struct RealDiskBuilder {
+    writer_run: WriterRun,
+}
 
 impl StoreBuilder<TypeConfig, JournalLogStore, MemStateMachine, tempfile::TempDir>
     for RealDiskBuilder
@@ -123,7 +134,7 @@ impl StoreBuilder<TypeConfig, JournalLogStore, MemStateMachine, tempfile::TempDi
     ) -> Result<(tempfile::TempDir, JournalLogStore, MemStateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let disk: DiskRef = std::sync::Arc::new(RealDisk::open(dir.path()).expect("real disk"));
-        let store = open_store(disk, Path::new("group-1"))?;
+        let store = open_store(disk, Path::new("group-1"), self.writer_run)?;
         Ok((dir, store, MemStateMachine::default()))
     }
 }
@@ -131,29 +142,60 @@ impl StoreBuilder<TypeConfig, JournalLogStore, MemStateMachine, tempfile::TempDi
 /// A fresh store on a fresh simulated disk, each with its own seed.
 struct SimDiskBuilder {
     next_seed: AtomicU64,
+    writer_run: WriterRun,
 }
 
 impl StoreBuilder<TypeConfig, JournalLogStore, MemStateMachine, SimDisk> for SimDiskBuilder {
     async fn build(&self) -> Result<(SimDisk, JournalLogStore, MemStateMachine), StorageError> {
         let disk = SimDisk::new(self.next_seed.fetch_add(1, Ordering::Relaxed));
-        let store = open_store(disk.disk_ref(), Path::new("groups/1"))?;
+        let store = open_store(disk.disk_ref(), Path::new("groups/1"), self.writer_run)?;
         Ok((disk, store, MemStateMachine::default()))
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openraft_suite_passes_on_real_disk() {
-    Suite::test_all(RealDiskBuilder)
+async fn suite_on_real_disk(writer_run: WriterRun) {
+    Suite::test_all(RealDiskBuilder { writer_run })
         .await
         .expect("openraft log store suite on RealDisk");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openraft_suite_passes_on_sim_disk() {
+async fn suite_on_sim_disk(writer_run: WriterRun) {
     let builder = SimDiskBuilder {
         next_seed: AtomicU64::new(0x5eed),
+        writer_run,
     };
     Suite::test_all(builder)
         .await
         .expect("openraft log store suite on SimDisk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_suite_passes_on_real_disk() {
+    suite_on_real_disk(WriterRun::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_suite_passes_on_sim_disk() {
+    suite_on_sim_disk(WriterRun::Thread).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_suite_passes_on_real_disk_with_writer_task() {
+    suite_on_real_disk(WriterRun::Task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_suite_passes_on_sim_disk_with_writer_task() {
+    suite_on_sim_disk(WriterRun::Task).await;
+}
+
+/// The simulator's setting: one thread, paused clock, the hook installed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn openraft_suite_passes_with_writer_task_under_the_simulator_hook() {
+    let _hook = finkfs_raft::rt::install_hook(0x5eed);
+    let node = finkfs_raft::rt::NodeTag {
+        node: 1,
+        incarnation: 0,
+    };
+    finkfs_raft::rt::in_node(node, suite_on_sim_disk(WriterRun::Task)).await;
 }

@@ -7,7 +7,7 @@
 //! <dir>/meta/      the meta store: vote, committed and purged log ids (see durable)
 //! ```
 //!
-//! One writer thread owns the journal and the meta store and applies every
+//! One writer (a thread, or a task under a simulator) owns the journal and the meta store and applies every
 //! write in the order openraft issued it (see `writer`); readers read the
 //! journal concurrently (see `reader`). Each `RaftLogStorage` method states
 //! what is on disk when it returns or signals.
@@ -22,20 +22,19 @@ mod writer;
 use std::fmt::Debug;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
 use openraft::OptionalSend;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use durable::{DurableState, StateDecodeError, STATE_BYTES, STATE_MAGIC, STATE_VERSION};
 pub use error::LogStoreError;
 pub use open::{OpenReport, VoteBlocker};
 pub use reader::{JournalLogReader, READ_CHUNK_BYTES_MAX, REPLICATION_READ_BYTES_MAX};
-pub use writer::{GROUP_COMMIT_APPENDS_MAX, GROUP_COMMIT_BYTES_MAX};
+pub use writer::{WriterRun, GROUP_COMMIT_APPENDS_MAX, GROUP_COMMIT_BYTES_MAX};
 
 use crate::journal::JournalOptions;
 use crate::types::{Entry, IOFlushed, LogId, LogState, TypeConfig, Vote};
@@ -60,6 +59,8 @@ pub struct LogStoreOptions {
     /// Longest time a committed log id given to `save_committed` waits
     /// before it is saved (it is saved sooner with a vote or a purge).
     pub committed_save_interval: Duration,
+    /// How the writer runs: its own thread (production) or a task.
+    pub writer_run: WriterRun,
 }
 
 impl Default for LogStoreOptions {
@@ -67,8 +68,16 @@ impl Default for LogStoreOptions {
         LogStoreOptions {
             journal: JournalOptions::default(),
             committed_save_interval: COMMITTED_SAVE_INTERVAL_DEFAULT,
+            writer_run: WriterRun::Thread,
         }
     }
+}
+
+/// The running writer, to join on close.
+#[derive(Debug)]
+enum WriterHandle {
+    Thread(std::thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
 }
 
 /// The Raft log store of one group: entries in the journal, the vote and
@@ -79,16 +88,17 @@ pub struct JournalLogStore {
     shared: Arc<Shared>,
     reader: JournalLogReader,
     queue: Arc<Semaphore>,
-    tx: Sender<Queued>,
-    writer: Option<JoinHandle<()>>,
+    tx: UnboundedSender<Queued>,
+    writer: Option<WriterHandle>,
     blockers: Vec<VoteBlocker>,
 }
 
 impl JournalLogStore {
     /// Opens the log store in `dir` (created if missing): recovers the
     /// journal and the meta store, finishes a purge a crash interrupted,
-    /// and starts the writer thread. Damage does not fail the open: it is in
-    /// the report and in [`JournalLogStore::may_vote`].
+    /// and starts the writer. Damage does not fail the open: it is in the
+    /// report and in [`JournalLogStore::may_vote`]. With
+    /// [`WriterRun::Task`] it must be called inside a tokio runtime.
     pub fn open(
         disk: finkfs_seam::DiskRef,
         dir: &Path,
@@ -115,13 +125,19 @@ impl JournalLogStore {
     }
 
     /// Saves a waiting committed log id, releases the journal and the meta
-    /// store and stops the writer thread. On return nothing of this store
+    /// store and stops the writer. On return nothing of this store
     /// touches the disk any more, so the directory may be reopened.
     pub async fn close(mut self) -> Result<(), LogStoreError> {
         let result = self.call(|reply| Request::Close { reply }).await;
-        if let Some(writer) = self.writer.take() {
-            // The writer replied as its last act; this join does not wait.
-            writer.join().map_err(|_| LogStoreError::WriterStopped)?;
+        // The writer replied as its last act; this join does not wait.
+        match self.writer.take() {
+            Some(WriterHandle::Thread(thread)) => {
+                thread.join().map_err(|_| LogStoreError::WriterStopped)?
+            }
+            Some(WriterHandle::Task(task)) => {
+                task.await.map_err(|_| LogStoreError::WriterStopped)?
+            }
+            None => {}
         }
         result
     }

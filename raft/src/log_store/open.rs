@@ -1,8 +1,9 @@
 //! Opening a log store: recover the meta store and the journal, reconcile
-//! them, decide whether the node may vote, start the writer thread.
+//! them, decide whether the node may vote, start the writer.
 
+use std::io;
 use std::path::Path;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use finkfs_seam::DiskRef;
@@ -12,8 +13,10 @@ use super::durable::DurableState;
 use super::error::LogStoreError;
 use super::reader::JournalLogReader;
 use super::shared::{Shared, SharedState};
-use super::writer::Writer;
-use super::{JournalLogStore, LogStoreOptions, JOURNAL_DIR, META_DIR, WRITE_QUEUE_DEPTH_MAX};
+use super::writer::{Writer, WriterRun};
+use super::{
+    JournalLogStore, LogStoreOptions, WriterHandle, JOURNAL_DIR, META_DIR, WRITE_QUEUE_DEPTH_MAX,
+};
 use crate::entry_codec::decode_entry;
 use crate::journal::{Damage, Journal, RecoveryReport};
 use crate::meta::{MetaRecovery, MetaStore};
@@ -114,7 +117,13 @@ pub(super) fn open(
         shared: Arc::clone(&shared),
         dir: journal.dir().to_path_buf(),
     };
-    let (tx, rx) = mpsc::channel();
+    if options.writer_run == WriterRun::Task && tokio::runtime::Handle::try_current().is_err() {
+        return Err(setup(io::Error::other(
+            "a writer run as a task needs a tokio runtime",
+        )));
+    }
+    // Unbounded: the semaphore of WRITE_QUEUE_DEPTH_MAX bounds it.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = Writer {
         journal,
         meta,
@@ -127,10 +136,10 @@ pub(super) fn open(
         scratch: Vec::new(),
         failed: None,
     };
-    let handle = std::thread::Builder::new()
-        .name("finkfs-journal-writer".into())
-        .spawn(move || writer.run())
-        .map_err(setup)?;
+    let handle = match options.writer_run {
+        WriterRun::Thread => WriterHandle::Thread(spawn_thread(writer).map_err(setup)?),
+        WriterRun::Task => WriterHandle::Task(crate::rt::spawn(writer.run())),
+    };
     let store = JournalLogStore {
         dir: dir.to_path_buf(),
         shared,
@@ -147,6 +156,29 @@ pub(super) fn open(
         vote_blockers,
     };
     Ok((store, report))
+}
+
+/// Runs the writer on its own thread, under a single-threaded runtime that
+/// only drives its timer.
+fn spawn_thread(writer: Writer) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("finkfs-journal-writer".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(writer.run()),
+                Err(error) => {
+                    // Dropping the writer closes the queue: every write then
+                    // fails with WriterStopped.
+                    tracing::error!(%error, "the journal writer could not start");
+                    writer
+                        .shared
+                        .poison(format!("the journal writer could not start: {error}"));
+                }
+            }
+        })
 }
 
 /// A crash between saving the purge point and purging the journal leaves

@@ -1,5 +1,6 @@
-//! The journal writer thread: the only owner of the journal and the meta
-//! store, so every write is applied in the order openraft issued it.
+//! The journal writer: the only owner of the journal and the meta store, so
+//! every write is applied in the order openraft issued it. One async body,
+//! run on its own thread or as a task (see [`WriterRun`]).
 //!
 //! Appends are drained into one batch, written, then made durable with ONE
 //! journal sync (group commit); only then are their `IOFlushed` callbacks
@@ -7,10 +8,10 @@
 //! every earlier append durable. A failed write or sync poisons the store.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
@@ -20,6 +21,7 @@ use super::shared::Shared;
 use crate::entry_codec::encode_entry_into;
 use crate::journal::Journal;
 use crate::meta::MetaStore;
+use crate::rt::{self, IoKind};
 use crate::types::{Entry, IOFlushed, LogId, Vote};
 
 /// Most append requests folded into one sync.
@@ -27,6 +29,20 @@ pub const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
 /// Most payload bytes folded into one sync: bounds how long a caller's
 /// callback waits behind others.
 pub const GROUP_COMMIT_BYTES_MAX: u64 = 64 << 20;
+
+/// How the writer runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriterRun {
+    /// On its own thread, with a single-threaded runtime for its timer: an
+    /// fsync blocks only that thread. For production.
+    #[default]
+    Thread,
+    /// As a task of the caller's runtime (`rt::spawn`, so in the node's
+    /// group under the simulator), its fsyncs inline. For a deterministic
+    /// simulation on one thread; an fsync stalls the runtime's thread.
+    Task,
+}
 
 /// Where a request's outcome goes.
 pub(crate) type Reply = oneshot::Sender<Result<(), LogStoreError>>;
@@ -61,7 +77,7 @@ pub(crate) struct Queued {
     pub _permit: OwnedSemaphorePermit,
 }
 
-/// The state the writer thread owns.
+/// The state the writer owns.
 pub(crate) struct Writer {
     pub journal: Journal,
     pub meta: MetaStore,
@@ -69,7 +85,7 @@ pub(crate) struct Writer {
     /// What the meta store holds.
     pub durable: DurableState,
     pub shared: Arc<Shared>,
-    pub rx: Receiver<Queued>,
+    pub rx: UnboundedReceiver<Queued>,
     pub committed_save_interval: Duration,
     /// A committed log id not yet saved, and when it must be saved by
     /// (tokio's clock, which a simulator can pause and advance).
@@ -81,12 +97,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// The thread's body: serve requests until `Close` or until every
+    /// The writer's body: serve requests until `Close` or until every
     /// sender is gone.
-    pub fn run(mut self) {
+    pub async fn run(mut self) {
         let mut close_reply = None;
-        while let Some(request) = self.next_request() {
-            if let Some(reply) = self.handle(request) {
+        while let Some(request) = self.next_request().await {
+            if let Some(reply) = self.handle(request).await {
                 close_reply = Some(reply);
                 break;
             }
@@ -103,34 +119,33 @@ impl Writer {
 
     /// The next request, saving a pending committed log id when its time
     /// comes while waiting. None once every sender is gone.
-    fn next_request(&mut self) -> Option<Request> {
+    async fn next_request(&mut self) -> Option<Request> {
         loop {
             let received = match self.committed_unsaved {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                None => self.rx.recv().await,
                 Some((_, deadline)) => {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    self.rx.recv_timeout(wait)
+                    match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                        Ok(received) => received,
+                        Err(_elapsed) => {
+                            let _ = self.save_unsaved_committed();
+                            continue;
+                        }
+                    }
                 }
             };
-            match received {
-                // The permit is released as the request leaves the queue.
-                Ok(queued) => return Some(queued.request),
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.save_unsaved_committed();
-                }
-                Err(RecvTimeoutError::Disconnected) => return None,
-            }
+            // The permit is released as the request leaves the queue.
+            return received.map(|queued| queued.request);
         }
     }
 
     /// Serves one request (and, for an append, the appends queued behind
     /// it). Returns the reply of a `Close`.
-    fn handle(&mut self, request: Request) -> Option<Reply> {
+    async fn handle(&mut self, request: Request) -> Option<Reply> {
         let mut next = Some(request);
         while let Some(request) = next.take() {
             match request {
                 Request::Append { entries, callback } => {
-                    next = self.group_commit(entries, callback)
+                    next = self.group_commit(entries, callback).await
                 }
                 Request::SaveVote { vote, reply } => {
                     let _ = reply.send(self.save_vote(vote));
@@ -151,7 +166,7 @@ impl Writer {
     /// Writes this append and every append queued behind it (up to the
     /// group-commit ceilings), syncs once, then fires the callbacks in
     /// order. Returns the first non-append request met, to serve next.
-    fn group_commit(&mut self, entries: Vec<Entry>, callback: IOFlushed) -> Option<Request> {
+    async fn group_commit(&mut self, entries: Vec<Entry>, callback: IOFlushed) -> Option<Request> {
         let mut callbacks = vec![callback];
         let mut bytes = 0u64;
         let mut result = self.write_entries(&entries, &mut bytes);
@@ -170,9 +185,13 @@ impl Writer {
                     }
                 }
                 Ok(other) => break Some(other.request),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break None,
+                Err(_empty_or_disconnected) => break None,
             }
         };
+        // The fsync's latency under the simulator (nothing otherwise): the
+        // batch is written but not yet synced, appends arriving meanwhile
+        // form the next batch, and a power cut may land here.
+        rt::io_pause(IoKind::JournalSync).await;
         let result = result.and_then(|()| self.sync());
         tracing::trace!(
             appends = callbacks.len(),
