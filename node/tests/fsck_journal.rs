@@ -119,3 +119,18 @@ async fn torn_tail_is_noted_and_the_dir_stays_healthy() {
     assert_eq!(torn.file, last.display().to_string());
     assert_eq!(torn.offset, Some(len));
 }
+
+#[tokio::test]
+async fn unreadable_sector_in_a_segment_is_damage_at_that_sector() {
+    let (sim, _) = built_sim(17).await;
+    let segment = middle_segment(&sim);
+    sim.latent_sector_error(&segment, 3).unwrap();
+    let report = fsck_sim(&sim);
+    let found = assert_damage_in(&report, Structure::Journal, &segment, true);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.kind == ProblemKind::Unreadable && p.offset == Some(3 * 512)),
+        "{found:#?}"
+    );
+}

@@ -8,7 +8,7 @@ use finkfs_raft::journal::{Damage, Journal, JournalError, RecoveryReport};
 use finkfs_seam::DiskRef;
 
 use super::report::{Problem, ProblemKind, Structure};
-use super::{is_medium_error, Findings, FsckError, FsckOptions, Progress};
+use super::{first_unreadable, is_medium_error, Findings, FsckError, FsckOptions, Progress};
 
 /// What the meta check needs to know of the journal.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +34,7 @@ pub(crate) fn check(
             offset,
             source,
         }) if is_medium_error(&source) => {
+            let at = pin_unreadable(disk, &file, offset);
             let detail = format!(
                 "the disk cannot read this sector ({source}); the journal check stopped here"
             );
@@ -41,7 +42,7 @@ pub(crate) fn check(
                 Structure::Journal,
                 ProblemKind::Unreadable,
                 &file,
-                Some(offset),
+                Some(at),
                 detail,
             ));
             return Ok(JournalSummary::default());
@@ -75,6 +76,16 @@ pub(crate) fn check(
         first_index: report.first_index,
         last: report.last,
     })
+}
+
+/// The scan reads in large windows and names the window that failed: find
+/// the sector in it.
+fn pin_unreadable(disk: &DiskRef, file: &Path, offset: u64) -> u64 {
+    const WINDOW_BYTES: u64 = 1 << 20;
+    match disk.open(file) {
+        Ok(handle) => first_unreadable(&handle, offset, WINDOW_BYTES),
+        Err(_) => offset,
+    }
 }
 
 fn scan(disk: &DiskRef, dir: &Path, options: &FsckOptions) -> Result<RecoveryReport, JournalError> {
