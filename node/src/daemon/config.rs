@@ -106,6 +106,11 @@ pub struct Flags {
     /// Longest time between two durable syncs of the state machine, in ms.
     #[arg(long)]
     pub apply_sync_ms: Option<u64>,
+    /// TEST ONLY, hidden: the journal's fsyncs do nothing, so the node
+    /// acknowledges writes that a power cut loses. Exists so that the
+    /// power-cut harness can show it catches that bug; never use it on data.
+    #[arg(long, hide = true)]
+    pub test_unsafe_skip_journal_fsync: bool,
 }
 
 /// The TOML file: every setting optional.

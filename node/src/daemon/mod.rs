@@ -20,10 +20,12 @@ pub mod config;
 pub mod disk_metrics;
 pub mod metrics;
 pub mod network;
+pub mod unsafe_sync;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -251,6 +253,12 @@ fn report_log_store(id: NodeId, report: &OpenReport) -> Vec<String> {
     blockers
 }
 
+/// TEST ONLY: set by `main` from the hidden `--test-unsafe-skip-journal-fsync`
+/// flag, so that only the `finkfs-node` binary, started so on purpose by a
+/// test, can run with [`unsafe_sync::SkipJournalSync`]. Kept out of
+/// [`NodeConfig`]: no config file or embedding can turn it on.
+static SKIP_JOURNAL_FSYNC: AtomicBool = AtomicBool::new(false);
+
 /// Opens the data directory of `config`, starts its Raft node and its
 /// services. Returns once every endpoint listens.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
@@ -268,7 +276,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         dir: config.data_dir.clone(),
         source,
     })?;
-    let disk: DiskRef = Arc::new(MeteredDisk::new(Arc::new(real), Arc::clone(&disk_stats)));
+    let mut real: DiskRef = Arc::new(real);
+    if SKIP_JOURNAL_FSYNC.load(Ordering::Relaxed) {
+        tracing::warn!("TEST ONLY: journal fsyncs are skipped; acknowledged writes can be lost");
+        real = Arc::new(unsafe_sync::SkipJournalSync::new(real));
+    }
+    let disk: DiskRef = Arc::new(MeteredDisk::new(real, Arc::clone(&disk_stats)));
     let group_dir = PathBuf::from(format!("groups/{}", GROUP.0));
 
     let (log_store, report) =
@@ -507,6 +520,7 @@ pub fn main() -> ExitCode {
     use clap::Parser;
     let flags = Flags::parse();
     init_logging();
+    SKIP_JOURNAL_FSYNC.store(flags.test_unsafe_skip_journal_fsync, Ordering::Relaxed);
     let config = match NodeConfig::from_flags(flags) {
         Ok(config) => config,
         Err(error) => {
