@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
-use crate::{bench, client, demo, fsck};
+use crate::{backup, bench, client, demo, fsck};
 
 const ABOUT: &str = "finkfs: a resilient, Raft-replicated store for astronomical alert lakes";
 
@@ -68,6 +68,12 @@ pub enum Command {
     /// Check every structure of a stopped node's data directory (offline).
     #[command(long_about = fsck::LONG_HELP)]
     Fsck(fsck::FsckArgs),
+    /// Back up a node, and list, verify or prune the backups of a target.
+    #[command(subcommand, long_about = backup::LONG_HELP)]
+    Backup(backup::BackupCommand),
+    /// Restore a backup into an empty data directory as a new one-node cluster.
+    #[command(long_about = backup::RESTORE_LONG_HELP)]
+    Restore(backup::RestoreArgs),
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ macro_rules! outln {
     }};
 }
 
+mod backup;
 mod bench;
 mod cli;
 mod client;
@@ -43,6 +44,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Client(command) => client::run(&cli.cluster, command),
         Command::Fsck(args) => fsck::run(args),
+        Command::Backup(command) => backup::run(command),
+        Command::Restore(args) => backup::run_restore(args),
     };
     exit::code(result)
 }
