@@ -36,10 +36,11 @@ pub use open::{OpenReport, VoteBlocker};
 pub use reader::{JournalLogReader, READ_CHUNK_BYTES_MAX, REPLICATION_READ_BYTES_MAX};
 pub use writer::{WriterRun, GROUP_COMMIT_APPENDS_MAX, GROUP_COMMIT_BYTES_MAX};
 
-use crate::journal::JournalOptions;
+use crate::entry_codec::encode_entry_into;
+use crate::journal::{HashedPayload, JournalOptions};
 use crate::types::{Entry, IOFlushed, LogId, LogState, TypeConfig, Vote};
 use shared::Shared;
-use writer::{Queued, Reply, Request};
+use writer::{EncodedEntry, Queued, Reply, Request};
 
 /// Subdirectory of the journal.
 pub const JOURNAL_DIR: &str = "journal";
@@ -202,6 +203,18 @@ impl JournalLogStore {
     }
 }
 
+/// Each entry as the journal stores it, hashed.
+fn encode_all(entries: &[Entry]) -> Result<Vec<EncodedEntry>, LogStoreError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let mut bytes = Vec::new();
+            encode_entry_into(entry, &mut bytes)?;
+            Ok(HashedPayload::new(bytes))
+        })
+        .collect()
+}
+
 impl RaftLogStorage<TypeConfig> for JournalLogStore {
     type LogReader = JournalLogReader;
 
@@ -255,9 +268,17 @@ impl RaftLogStorage<TypeConfig> for JournalLogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        // Encoding and hashing happen here, on the caller's task, while the
+        // writer thread may be waiting on the previous batch's fsync.
+        let encoded = encode_all(&entries)?;
         let permit = self.permit().await?;
         self.accept(&entries)?;
-        Ok(self.send(Request::Append { entries, callback }, permit)?)
+        let request = Request::Append {
+            entries,
+            encoded,
+            callback,
+        };
+        Ok(self.send(request, permit)?)
     }
 
     /// Durable before it returns: after every earlier append is synced, the

@@ -133,7 +133,6 @@ pub(super) fn open(
         rx,
         committed_save_interval: options.committed_save_interval,
         committed_unsaved: None,
-        scratch: Vec::new(),
         failed: None,
     };
     let handle = match options.writer_run {

@@ -18,8 +18,7 @@ use tokio::time::Instant;
 use super::durable::DurableState;
 use super::error::LogStoreError;
 use super::shared::Shared;
-use crate::entry_codec::encode_entry_into;
-use crate::journal::Journal;
+use crate::journal::{HashedPayload, Journal};
 use crate::meta::MetaStore;
 use crate::rt::{self, IoKind};
 use crate::types::{Entry, IOFlushed, LogId, Vote};
@@ -48,10 +47,16 @@ pub enum WriterRun {
 pub(crate) type Reply = oneshot::Sender<Result<(), LogStoreError>>;
 
 /// A write request, in the order the store received it.
+/// An entry as the journal stores it, with the hash of those bytes.
+pub(crate) type EncodedEntry = HashedPayload<Vec<u8>>;
+
 pub(crate) enum Request {
     /// Write these entries; fire the callback once they are durable.
     Append {
         entries: Vec<Entry>,
+        /// Each entry encoded and hashed by the caller, so the writer
+        /// thread only writes: hashing overlaps the previous batch's fsync.
+        encoded: Vec<EncodedEntry>,
         callback: IOFlushed,
     },
     /// Make the vote durable, then reply.
@@ -90,8 +95,6 @@ pub(crate) struct Writer {
     /// A committed log id not yet saved, and when it must be saved by
     /// (tokio's clock, which a simulator can pause and advance).
     pub committed_unsaved: Option<(Option<LogId>, Instant)>,
-    /// Reused encoding buffer: an append allocates nothing here.
-    pub scratch: Vec<u8>,
     /// Why writes are refused, once one failed.
     pub failed: Option<String>,
 }
@@ -144,9 +147,11 @@ impl Writer {
         let mut next = Some(request);
         while let Some(request) = next.take() {
             match request {
-                Request::Append { entries, callback } => {
-                    next = self.group_commit(entries, callback).await
-                }
+                Request::Append {
+                    entries,
+                    encoded,
+                    callback,
+                } => next = self.group_commit(entries, encoded, callback).await,
                 Request::SaveVote { vote, reply } => {
                     let _ = reply.send(self.save_vote(vote));
                 }
@@ -166,22 +171,32 @@ impl Writer {
     /// Writes this append and every append queued behind it (up to the
     /// group-commit ceilings), syncs once, then fires the callbacks in
     /// order. Returns the first non-append request met, to serve next.
-    async fn group_commit(&mut self, entries: Vec<Entry>, callback: IOFlushed) -> Option<Request> {
+    async fn group_commit(
+        &mut self,
+        entries: Vec<Entry>,
+        encoded: Vec<EncodedEntry>,
+        callback: IOFlushed,
+    ) -> Option<Request> {
         let mut callbacks = vec![callback];
         let mut bytes = 0u64;
-        let mut result = self.write_entries(&entries, &mut bytes);
+        let mut result = self.write_entries(&entries, &encoded, &mut bytes);
         let held = loop {
             if callbacks.len() >= GROUP_COMMIT_APPENDS_MAX || bytes >= GROUP_COMMIT_BYTES_MAX {
                 break None;
             }
             match self.rx.try_recv() {
                 Ok(Queued {
-                    request: Request::Append { entries, callback },
+                    request:
+                        Request::Append {
+                            entries,
+                            encoded,
+                            callback,
+                        },
                     ..
                 }) => {
                     callbacks.push(callback);
                     if result.is_ok() {
-                        result = self.write_entries(&entries, &mut bytes);
+                        result = self.write_entries(&entries, &encoded, &mut bytes);
                     }
                 }
                 Ok(other) => break Some(other.request),
@@ -212,21 +227,25 @@ impl Writer {
         held
     }
 
-    /// Encodes and appends entries to the journal (page cache only), then
+    /// Appends encoded entries to the journal (page cache only), then
     /// takes them out of the pending queue: readers now find them in the
     /// journal.
-    fn write_entries(&mut self, entries: &[Entry], bytes: &mut u64) -> Result<(), LogStoreError> {
+    fn write_entries(
+        &mut self,
+        entries: &[Entry],
+        encoded: &[EncodedEntry],
+        bytes: &mut u64,
+    ) -> Result<(), LogStoreError> {
         self.check_failed()?;
-        for entry in entries {
-            let written = encode_entry_into(entry, &mut self.scratch)
-                .map_err(LogStoreError::from)
-                .and_then(|()| {
-                    let log_id = &entry.log_id;
-                    let term = log_id.leader_id.term;
-                    Ok(self.journal.append(log_id.index, term, &self.scratch)?)
-                });
+        assert_eq!(entries.len(), encoded.len(), "one encoding per entry");
+        for (entry, hashed) in entries.iter().zip(encoded) {
+            let log_id = &entry.log_id;
+            let written = self
+                .journal
+                .append_hashed(log_id.index, log_id.leader_id.term, hashed)
+                .map_err(LogStoreError::from);
             self.fail_on_error(written)?;
-            *bytes += self.scratch.len() as u64;
+            *bytes += hashed.bytes().len() as u64;
         }
         let mut shared = self.shared.lock();
         for entry in entries {
