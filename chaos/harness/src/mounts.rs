@@ -38,6 +38,11 @@ impl CrashDisks {
         Ok(CrashDisks { disks })
     }
 
+    /// The crash file system of node `id`.
+    pub fn handle(&self, id: u64) -> Option<&Handle> {
+        self.disks.iter().find(|(n, _)| *n == id).map(|(_, h)| h)
+    }
+
     /// Cuts the power of the disks of nodes `ids`, which must be down.
     pub fn cut(&self, ids: &[u64], policy: Policy) -> Result<Vec<(u64, CutReport)>, String> {
         self.disks
