@@ -1,6 +1,7 @@
 //! Guards against a backup that cannot bring a cluster back: after every
 //! node's data directory is destroyed, a node restored from the backup must
-//! serve every object the backup covers, byte-identical, and accept writes.
+//! serve every object the backup covers, byte-identical, and accept writes;
+//! and against automatic backups that silently do not happen.
 
 mod api_support;
 
@@ -9,8 +10,11 @@ use std::sync::Arc;
 
 use api_support::{bytes, client_options, node_config, Cluster};
 use finkfs_node::api::MemberAddr;
-use finkfs_node::backup::{restore, take_backup, BackupTarget};
+use std::time::Duration;
+
+use finkfs_node::backup::{restore, take_backup, BackupTarget, Retention};
 use finkfs_node::client::Client;
+use finkfs_node::daemon::backup::BackupSettings;
 use finkfs_node::daemon::{start, GROUP};
 use finkfs_seam::{DiskRef, RealDisk};
 
@@ -89,4 +93,82 @@ async fn node_restored_from_backup_serves_every_object_and_takes_writes() {
         .expect("a write after restore");
     assert_eq!(client.get("ztf/after-restore").await.unwrap(), after);
     restored.shutdown().await.expect("clean shutdown");
+}
+
+/// `GET /metrics` of a node.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_backs_up_on_its_own_and_metrics_say_so() {
+    let target_dir = tempfile::tempdir().unwrap();
+    let dir = target_dir.path().to_path_buf();
+    let cluster = Cluster::start_with(3, |config| {
+        config.backup = Some(BackupSettings {
+            dir: dir.clone(),
+            interval: Duration::from_millis(500),
+            retention: Retention::default(),
+        });
+    })
+    .await;
+    let client = cluster.client().await;
+    let mut last = 0;
+    for i in 0..20u64 {
+        let data = bytes(25_000, 300 + i);
+        last = client
+            .put(&format!("auto/{i:03}"), data)
+            .await
+            .expect("put")
+            .log_index;
+    }
+    let target = BackupTarget::open(Arc::new(RealDisk::open(&dir).unwrap())).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let covering = loop {
+        let found = target
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter_map(|b| b.manifest.ok())
+            .find(|m| m.last_log.is_some_and(|(index, _)| index >= last));
+        if let Some(manifest) = found {
+            break manifest;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backup covers index {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        covering.blocks.len() >= 20,
+        "{} blocks",
+        covering.blocks.len()
+    );
+    assert!(target.verify(covering.seq, true).unwrap().is_intact());
+
+    let leader = cluster.wait_for_leader().await;
+    let metrics = scrape(
+        cluster.nodes[leader]
+            .running()
+            .metrics_addr
+            .expect("metrics on"),
+    );
+    let successes = metrics
+        .lines()
+        .find(|l| l.starts_with("finkfs_backup_successes_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("the backup counter");
+    assert!(successes >= 1, "{metrics}");
+    assert!(metrics.contains("finkfs_backup_last_success_timestamp_seconds{"));
+    drop(client);
+    cluster.stop().await;
 }

@@ -24,6 +24,13 @@
 //! [apply]
 //! sync_entries = 1024
 //! sync_ms = 1000
+//!
+//! [backup]
+//! dir = "/mnt/backup/finkfs"
+//! interval_s = 3600
+//! keep_last = 24
+//! keep_daily = 7
+//! keep_weekly = 4
 //! ```
 
 use std::net::SocketAddr;
@@ -34,7 +41,9 @@ use clap::Parser;
 use finkfs_raft::types::NodeId;
 use serde::Deserialize;
 
+use super::backup::{BackupSettings, BACKUP_INTERVAL_DEFAULT};
 use crate::api::{MemberAddr, OBJECT_BYTES_MAX_DEFAULT, WRITE_TIMEOUT_DEFAULT};
+use crate::backup::Retention;
 
 /// Default interval of leader heartbeats.
 pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
@@ -106,6 +115,22 @@ pub struct Flags {
     /// Longest time between two durable syncs of the state machine, in ms.
     #[arg(long)]
     pub apply_sync_ms: Option<u64>,
+    /// Back up to this directory (another disk, a network mount) while this
+    /// node leads: automatic backups are off without it.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Seconds between two automatic backups (default 3600).
+    #[arg(long, value_name = "SECONDS")]
+    pub backup_interval_s: Option<u64>,
+    /// Backups kept: the newest N (default 24).
+    #[arg(long, value_name = "N")]
+    pub backup_keep_last: Option<u32>,
+    /// Backups kept: the newest of each of the last N days (default 7).
+    #[arg(long, value_name = "N")]
+    pub backup_keep_daily: Option<u32>,
+    /// Backups kept: the newest of each of the last N weeks (default 4).
+    #[arg(long, value_name = "N")]
+    pub backup_keep_weekly: Option<u32>,
     /// TEST ONLY, hidden: the journal's fsyncs do nothing, so the node
     /// acknowledges writes that a power cut loses. Exists so that the
     /// power-cut harness can show it catches that bug; never use it on data.
@@ -131,6 +156,18 @@ struct FileConfig {
     raft: FileRaft,
     #[serde(default)]
     apply: FileApply,
+    #[serde(default)]
+    backup: FileBackup,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    dir: Option<PathBuf>,
+    interval_s: Option<u64>,
+    keep_last: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -207,6 +244,8 @@ pub struct NodeConfig {
     pub raft: RaftSettings,
     /// Apply sync knobs.
     pub apply: ApplySettings,
+    /// Automatic backups, if on.
+    pub backup: Option<BackupSettings>,
 }
 
 /// Why the settings are not usable.
@@ -297,6 +336,13 @@ fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
 }
 
 fn merge(flags: Flags, file: FileConfig) -> Result<NodeConfig, ConfigError> {
+    let flags_backup = FileBackup {
+        dir: flags.backup_dir.clone(),
+        interval_s: flags.backup_interval_s,
+        keep_last: flags.backup_keep_last,
+        keep_daily: flags.backup_keep_daily,
+        keep_weekly: flags.backup_keep_weekly,
+    };
     let id = flags
         .id
         .or(file.id)
@@ -367,9 +413,37 @@ fn merge(flags: Flags, file: FileConfig) -> Result<NodeConfig, ConfigError> {
         write_timeout: WRITE_TIMEOUT_DEFAULT,
         raft,
         apply,
+        backup: backup_settings(&flags_backup, file.backup),
     };
     check(&config)?;
     Ok(config)
+}
+
+/// Backup settings from flags over the file over defaults; none without a
+/// directory.
+fn backup_settings(flags: &FileBackup, file: FileBackup) -> Option<BackupSettings> {
+    let defaults = Retention::default();
+    Some(BackupSettings {
+        dir: flags.dir.clone().or(file.dir)?,
+        interval: flags
+            .interval_s
+            .or(file.interval_s)
+            .map_or(BACKUP_INTERVAL_DEFAULT, Duration::from_secs),
+        retention: Retention {
+            keep_last: flags
+                .keep_last
+                .or(file.keep_last)
+                .unwrap_or(defaults.keep_last),
+            keep_daily: flags
+                .keep_daily
+                .or(file.keep_daily)
+                .unwrap_or(defaults.keep_daily),
+            keep_weekly: flags
+                .keep_weekly
+                .or(file.keep_weekly)
+                .unwrap_or(defaults.keep_weekly),
+        },
+    })
 }
 
 fn check(config: &NodeConfig) -> Result<(), ConfigError> {
@@ -402,6 +476,14 @@ fn check(config: &NodeConfig) -> Result<(), ConfigError> {
             "object_bytes_max",
             format!("must be in 1..={ceiling} (the largest object a command stores)"),
         );
+    }
+    if let Some(backup) = &config.backup {
+        if backup.interval.is_zero() {
+            return invalid("backup_interval_s", "must be at least 1".into());
+        }
+        if backup.retention.keep_last == 0 {
+            return invalid("backup_keep_last", "must be at least 1".into());
+        }
     }
     let mut ids: Vec<NodeId> = config.initial_members.iter().map(|m| m.id).collect();
     ids.sort_unstable();

@@ -18,6 +18,7 @@ use openraft::storage::RaftStateMachine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::backup::BackupState;
 use super::disk_metrics::{DiskStats, SYNC_BUCKETS_SECONDS};
 use crate::api::ApiCounters;
 
@@ -45,6 +46,8 @@ where
     pub api: Arc<ApiCounters>,
     /// Whether it may vote (see the log store's vote blockers).
     pub may_vote: bool,
+    /// The automatic backups, when they are on.
+    pub backup: Option<Arc<BackupState>>,
 }
 
 impl<SM> MetricsSources<SM>
@@ -57,7 +60,79 @@ where
         self.render_raft(&mut out);
         self.render_disk(&mut out);
         self.render_api(&mut out);
+        self.render_backup(&mut out);
         out
+    }
+
+    /// Backup health: a dashboard alerts on `time() -
+    /// finkfs_backup_last_success_timestamp_seconds` growing, or on failures.
+    fn render_backup(&self, out: &mut String) {
+        let labels = self.labels();
+        let Some(state) = &self.backup else {
+            gauge(
+                out,
+                "finkfs_backup_enabled",
+                "1 when automatic backups are on.",
+                &labels,
+                0,
+            );
+            return;
+        };
+        let status = state.status();
+        gauge(
+            out,
+            "finkfs_backup_enabled",
+            "1 when automatic backups are on.",
+            &labels,
+            1,
+        );
+        let counters = [
+            (
+                "finkfs_backup_successes_total",
+                "Automatic backups that succeeded on this node.",
+                status.successes,
+            ),
+            (
+                "finkfs_backup_failures_total",
+                "Automatic backups that failed on this node.",
+                status.failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+        let gauges = [
+            (
+                "finkfs_backup_last_success_timestamp_seconds",
+                "Unix time of the last successful backup (0: none yet).",
+                status.last_success_unix.unwrap_or(0),
+            ),
+            (
+                "finkfs_backup_last_seq",
+                "Sequence number of the last successful backup on the target.",
+                status.last_seq.unwrap_or(0),
+            ),
+            (
+                "finkfs_backup_last_size_bytes",
+                "Block bytes the last successful backup covers.",
+                status.last_size_bytes,
+            ),
+            (
+                "finkfs_backup_last_written_bytes",
+                "Bytes the last successful backup wrote to the target.",
+                status.last_written_bytes,
+            ),
+            (
+                "finkfs_backup_last_attempt_failed",
+                "1 when the last backup attempt failed.",
+                u64::from(status.last_error.is_some()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            gauge(out, name, help, &labels, value);
+        }
     }
 
     fn labels(&self) -> String {

@@ -16,6 +16,7 @@
 //! The first version hosts group 0 only; the peer service's registry and
 //! the layout already take several.
 
+pub mod backup;
 pub mod config;
 pub mod disk_metrics;
 pub mod metrics;
@@ -357,6 +358,18 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         until(stopped.clone()),
     ));
     let mut other_tasks = Vec::new();
+    let backup_state = config.backup.as_ref().map(|settings| {
+        let state = Arc::new(backup::BackupState::default());
+        other_tasks.push(backup::spawn_backups(
+            config.id,
+            settings.clone(),
+            raft.clone(),
+            reader.clone(),
+            Arc::clone(&state),
+            stopped.clone(),
+        ));
+        state
+    });
     if let Some(listener) = listeners.metrics {
         let sources = Arc::new(MetricsSources {
             id: config.id,
@@ -365,6 +378,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             disk: disk_stats,
             api: counters,
             may_vote,
+            backup: backup_state,
         });
         other_tasks.push(tokio::spawn(serve_metrics(
             listener,

@@ -40,6 +40,7 @@ pub fn node_config(id: u64, data_dir: PathBuf) -> NodeConfig {
             sync_entries: 64,
             sync_interval: Duration::from_millis(200),
         },
+        backup: None,
     }
 }
 
