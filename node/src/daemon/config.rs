@@ -131,9 +131,10 @@ pub struct Flags {
     /// Backups kept: the newest of each of the last N weeks (default 4).
     #[arg(long, value_name = "N")]
     pub backup_keep_weekly: Option<u32>,
-    /// TEST ONLY, hidden: the journal's fsyncs do nothing, so the node
-    /// acknowledges writes that a power cut loses. Exists so that the
-    /// power-cut harness can show it catches that bug; never use it on data.
+    /// TEST ONLY, hidden: the fsyncs of the Raft log (journal and meta) do
+    /// nothing, so the node acknowledges writes that a power cut loses.
+    /// Exists so that the power-cut harness can show it catches that bug;
+    /// never use it on data.
     #[arg(long, hide = true)]
     pub test_unsafe_skip_journal_fsync: bool,
 }

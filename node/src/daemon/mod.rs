@@ -256,7 +256,7 @@ fn report_log_store(id: NodeId, report: &OpenReport) -> Vec<String> {
 
 /// TEST ONLY: set by `main` from the hidden `--test-unsafe-skip-journal-fsync`
 /// flag, so that only the `finkfs-node` binary, started so on purpose by a
-/// test, can run with [`unsafe_sync::SkipJournalSync`]. Kept out of
+/// test, can run with [`unsafe_sync::SkipRaftLogSync`]. Kept out of
 /// [`NodeConfig`]: no config file or embedding can turn it on.
 static SKIP_JOURNAL_FSYNC: AtomicBool = AtomicBool::new(false);
 
@@ -279,8 +279,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     })?;
     let mut real: DiskRef = Arc::new(real);
     if SKIP_JOURNAL_FSYNC.load(Ordering::Relaxed) {
-        tracing::warn!("TEST ONLY: journal fsyncs are skipped; acknowledged writes can be lost");
-        real = Arc::new(unsafe_sync::SkipJournalSync::new(real));
+        tracing::warn!("TEST ONLY: Raft log fsyncs are skipped; acknowledged writes can be lost");
+        real = Arc::new(unsafe_sync::SkipRaftLogSync::new(real));
     }
     let disk: DiskRef = Arc::new(MeteredDisk::new(real, Arc::clone(&disk_stats)));
     let group_dir = PathBuf::from(format!("groups/{}", GROUP.0));

@@ -1,44 +1,49 @@
-//! TEST ONLY: a disk on which the journal's fsyncs do nothing.
+//! TEST ONLY: a disk on which the Raft log's fsyncs do nothing.
 //!
 //! A node that acknowledges writes its journal never made durable is the
 //! bug the power-cut harness (`finkfs-chaos power-cut`) exists to catch;
 //! this wrapper builds that bug on purpose, so that a test can show the
 //! harness reports the loss. It is switched on only by the hidden flag
 //! `--test-unsafe-skip-journal-fsync` of `finkfs-node` (see
-//! `docs/chaos.md`); nothing else constructs it. Directory fsyncs and the
-//! fsyncs of every other structure are passed through, so the node still
-//! starts after a power cut and loses only what the journal held.
+//! `docs/chaos.md`); nothing else constructs it. The fsyncs of the journal
+//! and of the meta copies (vote, committed id) are skipped together, files
+//! and directories: a power cut then takes both back to the same older
+//! state, so the node starts again, consistent with itself, without the
+//! writes it acknowledged. Skipping the journal's alone would leave the
+//! synced committed id naming lost entries, which the node detects and
+//! refuses to start on: a different bug from the one to show.
 
 use std::io;
 use std::path::Path;
 
 use finkfs_seam::{Disk, DiskFile, DiskRef, FileRef};
 
-/// `inner`, with every file fsync under a `journal/` directory a no-op.
+/// `inner`, with every fsync under a `journal/` or `meta/` directory a no-op.
 #[derive(Debug)]
-pub struct SkipJournalSync {
+pub struct SkipRaftLogSync {
     inner: DiskRef,
 }
 
-impl SkipJournalSync {
-    pub fn new(inner: DiskRef) -> SkipJournalSync {
-        SkipJournalSync { inner }
+impl SkipRaftLogSync {
+    pub fn new(inner: DiskRef) -> SkipRaftLogSync {
+        SkipRaftLogSync { inner }
     }
 
     fn wrap(path: &Path, file: io::Result<FileRef>) -> io::Result<FileRef> {
         let file = file?;
-        if !is_journal(path) {
+        if !is_raft_log(path) {
             return Ok(file);
         }
         Ok(std::sync::Arc::new(UnsyncedFile { inner: file }))
     }
 }
 
-fn is_journal(path: &Path) -> bool {
-    path.iter().any(|component| component == "journal")
+fn is_raft_log(path: &Path) -> bool {
+    path.iter()
+        .any(|component| component == "journal" || component == "meta")
 }
 
-impl Disk for SkipJournalSync {
+impl Disk for SkipRaftLogSync {
     fn create(&self, path: &Path) -> io::Result<FileRef> {
         Self::wrap(path, self.inner.create(path))
     }
@@ -55,6 +60,9 @@ impl Disk for SkipJournalSync {
         self.inner.create_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if is_raft_log(path) {
+            return Ok(());
+        }
         self.inner.sync_dir(path)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -65,7 +73,7 @@ impl Disk for SkipJournalSync {
     }
 }
 
-/// A journal file whose `sync` claims success without syncing.
+/// A journal or meta file whose `sync` claims success without syncing.
 #[derive(Debug)]
 struct UnsyncedFile {
     inner: FileRef,
@@ -95,9 +103,11 @@ mod tests {
     use std::path::PathBuf;
 
     #[test]
-    fn only_paths_under_a_journal_directory_lose_their_fsync() {
-        assert!(is_journal(&PathBuf::from("groups/0/journal/00000001.seg")));
-        assert!(!is_journal(&PathBuf::from("groups/0/meta/vote.0")));
-        assert!(!is_journal(&PathBuf::from("groups/0/blocks/journal.pack")));
+    fn only_paths_under_journal_or_meta_directories_lose_their_fsync() {
+        assert!(is_raft_log(&PathBuf::from("groups/0/journal/00000001.seg")));
+        assert!(is_raft_log(&PathBuf::from("groups/0/meta/meta.a")));
+        assert!(!is_raft_log(&PathBuf::from("groups/0/blocks/000001.pack")));
+        assert!(!is_raft_log(&PathBuf::from("groups/0/index.redb")));
+        assert!(!is_raft_log(&PathBuf::from("groups/0/snapshots/snap-1")));
     }
 }
