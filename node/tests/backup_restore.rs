@@ -12,7 +12,7 @@ use api_support::{bytes, client_options, node_config, Cluster};
 use finkfs_node::api::MemberAddr;
 use std::time::Duration;
 
-use finkfs_node::backup::{restore, take_backup, BackupTarget, Retention};
+use finkfs_node::backup::{restore, take_backup, BackupTarget, RestorePoint, Retention};
 use finkfs_node::client::Client;
 use finkfs_node::daemon::backup::BackupSettings;
 use finkfs_node::daemon::{start, GROUP};
@@ -61,7 +61,7 @@ async fn node_restored_from_backup_serves_every_object_and_takes_writes() {
     };
     let report = restore(
         &target,
-        summary.manifest.seq,
+        RestorePoint::Backup(summary.manifest.seq),
         data_disk,
         Path::new(&format!("groups/{}", GROUP.0)),
         1,
@@ -115,6 +115,7 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
         config.backup = Some(BackupSettings {
             dir: dir.clone(),
             interval: Duration::from_millis(500),
+            archive_interval: Duration::from_millis(200),
             retention: Retention::default(),
         });
     })
@@ -171,4 +172,163 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
     assert!(metrics.contains("finkfs_backup_last_success_timestamp_seconds{"));
     drop(client);
     cluster.stop().await;
+}
+
+/// What a restore should hold after log index `at`: every object whose last
+/// put is at or before it and that no delete at or before it removed.
+fn expected_at(
+    history: &[(u64, String, Option<Vec<u8>>)],
+    at: u64,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut state = std::collections::BTreeMap::new();
+    for (index, path, data) in history.iter().filter(|(i, _, _)| *i <= at) {
+        let _ = index;
+        match data {
+            Some(data) => state.insert(path.clone(), data.clone()),
+            None => state.remove(path),
+        };
+    }
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
+    let target_dir = tempfile::tempdir().unwrap();
+    let dir = target_dir.path().to_path_buf();
+    let cluster = Cluster::start_with(3, |config| {
+        config.backup = Some(BackupSettings {
+            dir: dir.clone(),
+            // No timed backup during the test: the base backup is taken below.
+            interval: Duration::from_secs(3600),
+            archive_interval: Duration::from_millis(100),
+            retention: Retention::default(),
+        });
+    })
+    .await;
+    let client = cluster.client().await;
+    let mut history = Vec::new();
+    for i in 0..15u64 {
+        let (path, data) = (format!("pit/a{i:03}"), bytes(22_000, 500 + i));
+        let index = client.put(&path, data.clone()).await.unwrap().log_index;
+        history.push((index, path, Some(data)));
+    }
+    let target = BackupTarget::open(Arc::new(RealDisk::open(&dir).unwrap())).unwrap();
+    let leader = cluster.wait_for_leader().await;
+    let reader = cluster.nodes[leader].running().reader();
+    let base = take_backup(&target, &reader.index().view().unwrap(), reader, 1_000).unwrap();
+    let base_index = base.manifest.last_log.unwrap().0;
+
+    // After the backup: more puts, an overwrite and a delete, all only in
+    // the journal archive.
+    let mut mid = 0;
+    for i in 0..15u64 {
+        let (path, data) = (format!("pit/b{i:03}"), bytes(18_000, 900 + i));
+        let index = client.put(&path, data.clone()).await.unwrap().log_index;
+        history.push((index, path, Some(data)));
+        if i == 7 {
+            let index = client.delete("pit/a002").await.unwrap().log_index;
+            history.push((index, "pit/a002".to_string(), None));
+            let data = bytes(5_000, 77);
+            let index = client
+                .put("pit/a003", data.clone())
+                .await
+                .unwrap()
+                .log_index;
+            history.push((index, "pit/a003".to_string(), Some(data)));
+            mid = index;
+        }
+    }
+    let last = history.last().unwrap().0;
+    assert!(base_index < mid && mid < last);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while target.archived().unwrap().last().is_none_or(|r| r.1 < last) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "archive never reached {last}: {:?}",
+            target.archived()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(client);
+    cluster.stop().await;
+
+    // Point in time: right after `mid`.
+    let group = format!("groups/{}", GROUP.0);
+    let at_mid = tempfile::tempdir().unwrap();
+    let disk: DiskRef = Arc::new(RealDisk::open(at_mid.path()).unwrap());
+    let node = MemberAddr::new("127.0.0.1:1", "127.0.0.1:2")
+        .unwrap()
+        .to_node();
+    let report = restore(
+        &target,
+        RestorePoint::LogIndex(mid),
+        disk.clone(),
+        Path::new(&group),
+        1,
+        node.clone(),
+    )
+    .await
+    .expect("point-in-time restore");
+    assert_eq!(report.seq, base.manifest.seq);
+    assert_eq!(report.last_log.map(|l| l.0), Some(mid));
+    assert!(report.replayed > 0);
+    let store = finkfs_node::store::ObjectStore::open(disk, group.clone().into()).unwrap();
+    let held: std::collections::BTreeMap<String, Vec<u8>> = store
+        .reader()
+        .list("pit/", None, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(path, _)| {
+            let data = store.get(&path).unwrap();
+            (path, data)
+        })
+        .collect();
+    let expected = expected_at(&history, mid);
+    assert_eq!(
+        held.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert!(held == expected, "contents differ at log index {mid}");
+    drop(store);
+
+    // To the archive's end, then serve it.
+    let fresh = tempfile::tempdir().unwrap();
+    let data_dir = fresh.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let disk: DiskRef = Arc::new(RealDisk::open(&data_dir).unwrap());
+    let mut config = node_config(1, data_dir);
+    let listener_peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener_client = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.peer_listen = listener_peer.local_addr().unwrap();
+    config.client_listen = listener_client.local_addr().unwrap();
+    drop((listener_peer, listener_client));
+    let me = MemberAddr::new(
+        &config.peer_listen.to_string(),
+        &config.client_listen.to_string(),
+    )
+    .unwrap();
+    let report = restore(
+        &target,
+        RestorePoint::ArchiveEnd,
+        disk,
+        Path::new(&group),
+        1,
+        me.to_node(),
+    )
+    .await
+    .expect("restore to the archive's end");
+    assert!(report.last_log.is_some_and(|l| l.0 >= last), "{report:?}");
+    let client_addr = config.client_listen.to_string();
+    let restored = start(config).await.expect("the restored node starts");
+    let client = Client::connect_with(vec![client_addr], client_options())
+        .await
+        .unwrap();
+    for (path, data) in expected_at(&history, last) {
+        assert!(client.get(&path).await.unwrap() == data, "{path} differs");
+    }
+    assert!(
+        client.get("pit/a002").await.is_err(),
+        "deleted after the backup stays deleted"
+    );
+    restored.shutdown().await.unwrap();
 }

@@ -24,6 +24,7 @@
 //! orphan blocks at worst, and every earlier backup intact. Pruning removes
 //! manifests first, then what no remaining manifest names.
 
+mod archive;
 mod manifest;
 mod restore;
 mod retention;
@@ -34,8 +35,9 @@ mod verify;
 use std::io;
 use std::path::PathBuf;
 
+pub use archive::ArchivedRange;
 pub use manifest::{BackupBlock, BackupManifest, BACKUP_VERSION};
-pub use restore::{restore, RestoreReport};
+pub use restore::{restore, RestorePoint, RestoreReport};
 pub use retention::{PruneReport, Retention};
 pub use take::{take_backup, BackupSummary};
 pub use target::{BackupTarget, ListedBackup, StoredSnapshot};

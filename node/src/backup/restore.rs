@@ -7,9 +7,12 @@
 //! 3. The state machine installs it; every block comes from the target,
 //!    verified against its hash (a damaged or missing block fails the
 //!    restore, and nothing is served from it).
-//! 4. The log store is opened empty, purged up to the snapshot's log id,
-//!    with a vote for this node in the snapshot's term, so the restored node
-//!    elects itself in a later term and its log continues after the snapshot.
+//! 4. Archived journal entries after the snapshot are replayed through the
+//!    state machine, up to the restore point (membership changes become
+//!    blank entries: the restored node stays the only member).
+//! 5. The log store is opened empty, purged up to the last restored log id,
+//!    with a vote for this node in its term, so the restored node elects
+//!    itself in a later term and its log continues from there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,13 +22,16 @@ use bytes::Bytes;
 use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions};
 use finkfs_raft::network::{BlockSource, BlockSourceError, SnapshotFile};
 use finkfs_raft::types::{
-    LeaderId, LogId, Membership, Node, NodeId, SnapshotMeta, StoredMembership, Vote,
+    Entry, EntryPayload, LeaderId, LogId, Membership, Node, NodeId, SnapshotMeta, StoredMembership,
+    Vote,
 };
+
 use finkfs_seam::DiskRef;
-use openraft::storage::RaftLogStorage;
+use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::vote::{RaftLeaderId, RaftVote};
 
-use super::manifest::BackupBlock;
+use super::archive::ArchivedRange;
+use super::manifest::{BackupBlock, BackupManifest};
 use super::target::BackupTarget;
 use super::BackupError;
 use crate::snapshot::{SnapshotHeader, SnapshotReader, SnapshotRecord, SnapshotWriter};
@@ -37,7 +43,10 @@ const STAGED_SNAPSHOT: &str = "restore.snap.tmp";
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreReport {
+    /// The backup restored.
     pub seq: u64,
+    /// Archived entries replayed after its snapshot.
+    pub replayed: u64,
     pub last_log: Option<(u64, u64)>,
     pub objects: u64,
     pub blocks: u64,
@@ -59,16 +68,30 @@ impl BlockSource for TargetBlocks {
     }
 }
 
-/// Restores backup `seq` of `target` into `group_dir` on `data_disk`, which
-/// must hold nothing yet, as node `id` reachable at `node`.
+/// How far a restore goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestorePoint {
+    /// Exactly the state of backup `seq`, no archived entries.
+    Backup(u64),
+    /// The newest readable backup, then every archived entry after it, up
+    /// to the first gap in the archive.
+    ArchiveEnd,
+    /// The state right after log index `i`: the newest backup at or before
+    /// it, then the archived entries up to `i` (all of which must exist).
+    LogIndex(u64),
+}
+
+/// Restores `point` of `target` into `group_dir` on `data_disk`, which must
+/// hold nothing yet, as node `id` reachable at `node`.
 pub async fn restore(
     target: &BackupTarget,
-    seq: u64,
+    point: RestorePoint,
     data_disk: DiskRef,
     group_dir: &Path,
     id: NodeId,
     node: Node,
 ) -> Result<RestoreReport, BackupError> {
+    let (seq, replay) = plan(target, point)?;
     let in_data = |e: std::io::Error| BackupError::io(group_dir, e);
     if data_disk.exists(group_dir).map_err(in_data)?
         && !data_disk.list(group_dir).map_err(in_data)?.is_empty()
@@ -117,13 +140,30 @@ pub async fn restore(
         .install(&meta, staged_file)
         .await
         .map_err(|e| BackupError::Source(format!("installing the backup's snapshot: {e}")))?;
+    let replayed = replay.len() as u64;
+    let last_log_id = replay.last().map(|e| e.log_id).or(meta.last_log_id);
+    let mut machine = machine;
+    if !replay.is_empty() {
+        machine
+            .apply_entries(replay.into_iter().map(without_membership).collect())
+            .await
+            .map_err(|e| BackupError::Source(format!("replaying the journal archive: {e}")))?;
+        // The log is purged up to the last replayed entry, and Raft needs a
+        // snapshot covering every purged entry.
+        machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .map_err(|e| BackupError::Source(format!("snapshot of the restored state: {e}")))?;
+    }
     machine
         .sync()
         .await
         .map_err(|e| BackupError::Source(format!("syncing the restored state: {e}")))?;
     drop(machine);
 
-    start_log_after(&data_disk, group_dir, id, meta.last_log_id).await?;
+    start_log_after(&data_disk, group_dir, id, last_log_id).await?;
     tracing::info!(
         seq,
         objects,
@@ -132,10 +172,81 @@ pub async fn restore(
     );
     Ok(RestoreReport {
         seq,
-        last_log: manifest.last_log,
+        replayed,
+        last_log: last_log_id.map(|l| (l.index, l.leader_id.term)),
         objects,
         blocks: installed.blocks_fetched,
     })
+}
+
+/// The backup to start from and the archived entries to replay after it.
+fn plan(target: &BackupTarget, point: RestorePoint) -> Result<(u64, Vec<Entry>), BackupError> {
+    let readable: Vec<BackupManifest> = target
+        .list()?
+        .into_iter()
+        .filter_map(|b| b.manifest.ok())
+        .collect();
+    let last_index = |m: &BackupManifest| m.last_log.map_or(0, |(index, _)| index);
+    match point {
+        RestorePoint::Backup(seq) => Ok((seq, Vec::new())),
+        RestorePoint::ArchiveEnd => {
+            let newest = readable
+                .iter()
+                .max_by_key(|m| (last_index(m), m.seq))
+                .ok_or_else(|| BackupError::Source("no readable backup on the target".into()))?;
+            let from = last_index(newest) + 1;
+            let end = contiguous_end(&target.archived()?, from);
+            let replay = match end {
+                Some(end) => target.archived_entries(from, end)?,
+                None => Vec::new(),
+            };
+            Ok((newest.seq, replay))
+        }
+        RestorePoint::LogIndex(at) => {
+            let base = readable
+                .iter()
+                .filter(|m| last_index(m) <= at)
+                .max_by_key(|m| (last_index(m), m.seq))
+                .ok_or_else(|| {
+                    BackupError::Source(format!("no readable backup at or before log index {at}"))
+                })?;
+            let from = last_index(base) + 1;
+            let replay = if from <= at {
+                target.archived_entries(from, at)?
+            } else {
+                Vec::new()
+            };
+            Ok((base.seq, replay))
+        }
+    }
+}
+
+/// The last index of the archive's unbroken run starting at `from`.
+fn contiguous_end(ranges: &[ArchivedRange], from: u64) -> Option<u64> {
+    let mut end: Option<u64> = None;
+    for &(first, last) in ranges {
+        let next = end.map_or(from, |e| e + 1);
+        if last < next {
+            continue;
+        }
+        if first > next {
+            break;
+        }
+        end = Some(last);
+    }
+    end
+}
+
+/// A membership entry replayed as a blank one: the restored node is the
+/// only member, whatever the old cluster's membership became.
+fn without_membership(entry: Entry) -> Entry {
+    match entry.payload {
+        EntryPayload::Membership(_) => Entry {
+            log_id: entry.log_id,
+            payload: EntryPayload::Blank,
+        },
+        _ => entry,
+    }
 }
 
 /// Copies the snapshot's records into `staged` on the data disk under a

@@ -37,6 +37,7 @@ use finkfs_raft::network::{
 };
 use finkfs_raft::types::{GroupId, NodeId, Raft};
 use finkfs_seam::{DiskRef, RealDisk};
+use openraft::storage::RaftLogStorage;
 use openraft::{Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -288,6 +289,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     let (log_store, report) =
         JournalLogStore::open(Arc::clone(&disk), &group_dir, LogStoreOptions::default())?;
     let vote_blockers = report_log_store(config.id, &report);
+    // For the journal archiver: it reads committed entries the way
+    // replication does.
+    let mut log_store = log_store;
+    let log_reader = log_store.get_log_reader().await;
 
     let channels = PeerChannels::new(PeerOptions::default());
     let raft_cell = Arc::new(OnceLock::new());
@@ -365,6 +370,14 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             settings.clone(),
             raft.clone(),
             reader.clone(),
+            Arc::clone(&state),
+            stopped.clone(),
+        ));
+        other_tasks.push(backup::spawn_archiver(
+            config.id,
+            settings.clone(),
+            raft.clone(),
+            log_reader.clone(),
             Arc::clone(&state),
             stopped.clone(),
         ));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use finkfs_node::api::MemberAddr;
-use finkfs_node::backup::restore;
+use finkfs_node::backup::{restore, RestorePoint};
 use finkfs_node::daemon::GROUP;
 use finkfs_seam::{DiskRef, RealDisk};
 
@@ -16,7 +16,9 @@ use crate::exit::Outcome;
 /// The long help of `finkfs restore`.
 pub const LONG_HELP: &str = "\
 Restore a backup into an empty data directory, as the only member of a new
-cluster. Start finkfs-node on that directory with the same --id and
+cluster. By default the newest backup is restored and the journal archived
+after it replayed (everything up to the archive's end); --at LOG_INDEX
+stops at that index (point in time), --seq N restores one backup as it is. Start finkfs-node on that directory with the same --id and
 addresses; it elects itself and serves every object of the backup. Add the
 other nodes with `finkfs cluster add` (they copy everything from it).
 
@@ -33,9 +35,14 @@ pub struct RestoreArgs {
     /// The new node's data directory: must be empty or absent.
     #[arg(long, value_name = "DIR")]
     to: PathBuf,
-    /// The backup to restore (default: the newest whose manifest reads).
-    #[arg(long)]
+    /// Restore exactly this backup, without replaying the journal archive.
+    #[arg(long, conflicts_with = "at")]
     seq: Option<u64>,
+    /// Restore the state right after this log index: the newest backup at
+    /// or before it, then the archived journal up to it (point in time).
+    /// Default: the newest backup and all of the archive after it.
+    #[arg(long, value_name = "LOG_INDEX")]
+    at: Option<u64>,
     /// The id the restored node will run with (its --id).
     #[arg(long)]
     id: u64,
@@ -51,15 +58,10 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<Outcome> {
     let member = MemberAddr::new(&args.peer_addr, &args.client_addr)
         .context("--peer-addr / --client-addr")?;
     let target = open_target(&args.from, false)?;
-    let seq = match args.seq {
-        Some(seq) => seq,
-        None => target
-            .list()?
-            .into_iter()
-            .rev()
-            .find(|b| b.manifest.is_ok())
-            .map(|b| b.seq)
-            .with_context(|| format!("{}: no readable backup", args.from.display()))?,
+    let point = match (args.seq, args.at) {
+        (Some(seq), _) => RestorePoint::Backup(seq),
+        (None, Some(index)) => RestorePoint::LogIndex(index),
+        (None, None) => RestorePoint::ArchiveEnd,
     };
     if args.to.exists() && std::fs::read_dir(&args.to)?.next().is_some() {
         bail!(
@@ -75,7 +77,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<Outcome> {
         .build()?;
     let report = runtime.block_on(restore(
         &target,
-        seq,
+        point,
         disk,
         &group_dir,
         args.id,
