@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use finkfs_raft::network::convert::AppendEntriesRequest;
 use finkfs_raft::network::{
-    PeerChannels, PeerClient, PeerClientError, PeerNetwork, PeerOptions, APPEND_MESSAGE_BYTES_MAX,
-    INCOMING_DIR, SHUTDOWN_GRACE,
+    GroupHandle, PeerChannels, PeerClient, PeerClientError, PeerNetwork, PeerOptions,
+    APPEND_MESSAGE_BYTES_MAX, INCOMING_DIR, SHUTDOWN_GRACE,
 };
 use finkfs_raft::types::{AppCommand, Entry, EntryPayload, GroupId, LeaderId, LogId, Vote};
 use futures_util::StreamExt;
@@ -337,4 +337,31 @@ async fn append_above_the_message_ceiling_is_split_and_acknowledged_whole() {
         .await
         .expect("entries appended");
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_that_must_not_vote_refuses_vote_and_pre_vote() {
+    let node = TestNode::start(1).await;
+    let mut network = PeerNetwork::new(9, GROUP, PeerChannels::new(PeerOptions::default()));
+    let option = RPCOption::new(Duration::from_secs(5));
+    let request = openraft::raft::VoteRequest {
+        vote: Vote::new(5, 9),
+        last_log_id: None,
+        leadership_transfer: false,
+    };
+
+    let mut connection = network.new_client(node.id, &node.node()).await;
+    RaftNetworkV2::vote(&mut connection, request.clone(), option.clone())
+        .await
+        .expect("a healthy node answers a vote");
+
+    // The same node, now known to have lost its vote: both calls refused.
+    let refusing = GroupHandle::new(node.raft.clone(), Arc::clone(&node.disk), GROUP_DIR.into())
+        .refusing_votes("vote copies damaged".into());
+    node.registry.insert(GROUP, refusing);
+    let refused = RaftNetworkV2::vote(&mut connection, request.clone(), option.clone()).await;
+    let error = refused.expect_err("vote refused").to_string();
+    assert!(error.contains("does not vote until repaired"), "{error}");
+    let refused = RaftNetworkV2::pre_vote(&mut connection, request, option).await;
+    assert!(refused.is_err(), "pre-vote refused");
 }

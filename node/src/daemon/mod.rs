@@ -220,7 +220,9 @@ fn local(
 }
 
 /// The openraft configuration from the node's settings.
-fn raft_config(config: &NodeConfig) -> Result<Arc<Config>, DaemonError> {
+/// openraft's settings; a node that may not vote (see the log store's vote
+/// blockers) never stands for election either.
+fn raft_config(config: &NodeConfig, may_vote: bool) -> Result<Arc<Config>, DaemonError> {
     let raft = &config.raft;
     let openraft_config = Config {
         cluster_name: "finkfs".to_string(),
@@ -230,6 +232,7 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<Config>, DaemonError> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(raft.snapshot_every_entries),
         max_in_snapshot_log_to_keep: raft.snapshot_every_entries.min(1000),
         enable_pre_vote: Some(true),
+        enable_elect: may_vote,
         ..Config::default()
     };
     let validated = openraft_config
@@ -319,7 +322,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     let network = MemberNetwork::new(PeerNetwork::new(config.id, GROUP, channels));
     let raft = Raft::new(
         config.id,
-        raft_config(&config)?,
+        raft_config(&config, vote_blockers.is_empty())?,
         network,
         log_store,
         state_machine,
@@ -330,8 +333,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     let _ = raft_cell.set(raft.clone());
 
     let registry = Arc::new(GroupRegistry::new());
-    let handle = GroupHandle::new(raft.clone(), Arc::clone(&disk), snapshot_dir)
+    let mut handle = GroupHandle::new(raft.clone(), Arc::clone(&disk), snapshot_dir)
         .with_block_source(Arc::new(reader.clone()));
+    if !vote_blockers.is_empty() {
+        handle = handle.refusing_votes(vote_blockers.join("; "));
+    }
     registry.insert(GROUP, handle);
 
     let api_options = ApiOptions {

@@ -35,6 +35,10 @@ where
     snapshot_disk: DiskRef,
     snapshot_dir: PathBuf,
     blocks: Option<Arc<dyn BlockSource>>,
+    /// Why this node must not grant votes (its vote is lost or its log
+    /// damaged), if so: Vote and PreVote are refused, so it never helps
+    /// elect a leader on the strength of a log it cannot vouch for.
+    vote_refusal: Option<String>,
     /// Held while a snapshot is received and installed: one at a time.
     pub(crate) receiving: Arc<tokio::sync::Mutex<()>>,
 }
@@ -51,7 +55,24 @@ where
             snapshot_disk,
             snapshot_dir,
             blocks: None,
+            vote_refusal: None,
             receiving: Arc::default(),
+        }
+    }
+
+    /// Refuses every Vote and PreVote of this group, saying `why`.
+    pub fn refusing_votes(mut self, why: String) -> Self {
+        self.vote_refusal = Some(why);
+        self
+    }
+
+    /// The refusal as the peer sees it, when votes are refused.
+    fn check_may_vote(&self) -> Result<(), Status> {
+        match &self.vote_refusal {
+            None => Ok(()),
+            Some(why) => Err(Status::failed_precondition(format!(
+                "this node does not vote until repaired: {why}"
+            ))),
         }
     }
 
@@ -282,6 +303,7 @@ where
     ) -> Result<Response<proto::VoteReply>, Status> {
         let message = request.into_inner();
         let handle = self.registry.require(GroupId(message.group_id))?;
+        handle.check_may_vote()?;
         let vote_request =
             convert::vote_request_from_proto(message).map_err(|e| invalid("vote request", &e))?;
         let response = handle
@@ -298,6 +320,7 @@ where
     ) -> Result<Response<proto::VoteReply>, Status> {
         let message = request.into_inner();
         let handle = self.registry.require(GroupId(message.group_id))?;
+        handle.check_may_vote()?;
         let vote_request = convert::vote_request_from_proto(message)
             .map_err(|e| invalid("pre-vote request", &e))?;
         let response = handle
