@@ -12,7 +12,7 @@ use api_support::{bytes, client_options, node_config, Cluster};
 use finkfs_node::api::MemberAddr;
 use std::time::Duration;
 
-use finkfs_node::backup::{restore, take_backup, BackupTarget, RestorePoint, Retention};
+use finkfs_node::backup::{restore, take_backup, BackupTarget, OnDamage, RestorePoint, Retention};
 use finkfs_node::client::Client;
 use finkfs_node::daemon::backup::BackupSettings;
 use finkfs_node::daemon::{start, GROUP};
@@ -62,6 +62,7 @@ async fn node_restored_from_backup_serves_every_object_and_takes_writes() {
     let report = restore(
         &target,
         RestorePoint::Backup(summary.manifest.seq),
+        OnDamage::Refuse,
         data_disk,
         Path::new(&format!("groups/{}", GROUP.0)),
         1,
@@ -170,6 +171,12 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
         .expect("the backup counter");
     assert!(successes >= 1, "{metrics}");
     assert!(metrics.contains("finkfs_backup_last_success_timestamp_seconds{"));
+    // The Status call carries the same, so `finkfs status` can show it.
+    let leader_addr = cluster.nodes[leader].client_addr.clone();
+    let status = client.status_of(&leader_addr).await.expect("status");
+    let backup = status.backup.expect("backups are on");
+    assert!(backup.successes >= 1 && backup.last_seq.is_some(), "{backup:?}");
+    assert!(backup.archived_index >= last, "{backup:?}");
     drop(client);
     cluster.stop().await;
 }
@@ -262,6 +269,7 @@ async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
     let report = restore(
         &target,
         RestorePoint::LogIndex(mid),
+        OnDamage::Refuse,
         disk.clone(),
         Path::new(&group),
         1,
@@ -310,6 +318,7 @@ async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
     let report = restore(
         &target,
         RestorePoint::ArchiveEnd,
+        OnDamage::Refuse,
         disk,
         Path::new(&group),
         1,

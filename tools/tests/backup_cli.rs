@@ -135,10 +135,42 @@ fn backup_verify_restore_round_trip_and_damage_exits_1() {
         stdout.contains(name) && stdout.contains("DAMAGED"),
         "{stdout}"
     );
-    // And restore refuses to use it.
+    // And restore refuses to use it, unless told to leave out what it damages.
     let out = restore(&restored.path().join("second"));
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let third = restored.path().join("third");
+    let out = run(&[
+        "restore",
+        "--from",
+        path(target.path()),
+        "--to",
+        path(&third),
+        "--id",
+        "1",
+        "--peer-addr",
+        "127.0.0.1:7101",
+        "--client-addr",
+        "127.0.0.1:7102",
+        "--skip-damaged",
+    ]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let left_out: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("left out (a block it uses is damaged or missing): "))
+        .collect();
+    assert_eq!(left_out.len(), 1, "{stdout}");
+    let disk: DiskRef = Arc::new(RealDisk::open(&third).unwrap());
+    let store = ObjectStore::open(disk, PathBuf::from(GROUP)).unwrap();
+    for i in 0..12 {
+        let name = format!("ztf/{i:03}.avro");
+        if name == left_out[0] {
+            assert!(store.get(&name).is_err(), "{name} was left out");
+        } else {
+            assert!(store.get(&name).unwrap() == object(i), "{name} differs");
+        }
+    }
 }
 
 #[test]

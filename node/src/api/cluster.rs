@@ -45,6 +45,24 @@ where
         members: members(metrics.membership_config.membership(), Some(&metrics)),
         may_vote: shared.vote_blockers.is_empty(),
         vote_blockers: shared.vote_blockers.clone(),
+        backup: shared
+            .backup
+            .get()
+            .map(|state| backup_status(&state.status())),
+    }
+}
+
+fn backup_status(status: &crate::backup::BackupStatus) -> proto::BackupStatus {
+    proto::BackupStatus {
+        successes: status.successes,
+        failures: status.failures,
+        last_success_unix: status.last_success_unix,
+        last_seq: status.last_seq,
+        last_size_bytes: status.last_size_bytes,
+        last_written_bytes: status.last_written_bytes,
+        last_error: status.last_error.clone().unwrap_or_default(),
+        archived_index: status.archived_index,
+        archive_failures: status.archive_failures,
     }
 }
 

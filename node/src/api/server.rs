@@ -24,6 +24,7 @@ use super::{
     cluster, put, put_many, reads, CLIENT_MESSAGE_BYTES_MAX, OBJECT_BYTES_MAX_DEFAULT,
     READ_TIMEOUT_DEFAULT, WRITE_TIMEOUT_DEFAULT,
 };
+use crate::backup::BackupState;
 use crate::command::{Command, Outcome};
 use crate::reader::ObjectReader;
 
@@ -173,6 +174,8 @@ where
     pub(crate) batcher: Batcher,
     pub(crate) vote_blockers: Vec<String>,
     pub(crate) counters: Arc<ApiCounters>,
+    /// The automatic backups' outcome, when they are on.
+    pub(crate) backup: std::sync::OnceLock<Arc<BackupState>>,
 }
 
 impl<SM> Shared<SM>
@@ -269,6 +272,11 @@ where
     /// through `reader`; `me` are the addresses this node advertises;
     /// `vote_blockers` say why it may not vote (shown in Status). Starts the
     /// batching task, so it must be called inside a tokio runtime.
+    /// Reports the automatic backups' outcome in the Status call (once).
+    pub fn show_backup_status(&self, state: Arc<BackupState>) {
+        let _ = self.shared.backup.set(state);
+    }
+
     pub fn new(
         id: NodeId,
         group: GroupId,
@@ -296,6 +304,7 @@ where
             batcher,
             vote_blockers,
             counters,
+            backup: std::sync::OnceLock::new(),
         };
         ClientService {
             shared: Arc::new(shared),

@@ -28,6 +28,7 @@ mod archive;
 mod manifest;
 mod restore;
 mod retention;
+mod status;
 mod take;
 mod target;
 mod verify;
@@ -37,8 +38,9 @@ use std::path::PathBuf;
 
 pub use archive::ArchivedRange;
 pub use manifest::{BackupBlock, BackupManifest, BACKUP_VERSION};
-pub use restore::{restore, RestorePoint, RestoreReport};
+pub use restore::{restore, OnDamage, RestorePoint, RestoreReport};
 pub use retention::{PruneReport, Retention};
+pub use status::{BackupState, BackupStatus};
 pub use take::{take_backup, BackupSummary};
 pub use target::{BackupTarget, ListedBackup, StoredSnapshot};
 pub use verify::{VerifyProblem, VerifyReport};

@@ -47,6 +47,9 @@ pub struct RestoreReport {
     pub seq: u64,
     /// Archived entries replayed after its snapshot.
     pub replayed: u64,
+    /// Objects left out because a block they use is damaged or missing
+    /// (only with [`OnDamage::SkipObjects`]).
+    pub skipped: Vec<String>,
     pub last_log: Option<(u64, u64)>,
     pub objects: u64,
     pub blocks: u64,
@@ -81,11 +84,22 @@ pub enum RestorePoint {
     LogIndex(u64),
 }
 
+/// What to do with damaged or missing blocks in the backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse: the restore fails with an error naming the first such block.
+    Refuse,
+    /// Leave out every object that uses one (they are listed in the report),
+    /// after re-hashing every block of the backup to find them.
+    SkipObjects,
+}
+
 /// Restores `point` of `target` into `group_dir` on `data_disk`, which must
 /// hold nothing yet, as node `id` reachable at `node`.
 pub async fn restore(
     target: &BackupTarget,
     point: RestorePoint,
+    on_damage: OnDamage,
     data_disk: DiskRef,
     group_dir: &Path,
     id: NodeId,
@@ -112,12 +126,29 @@ pub async fn restore(
         .disk()
         .open(&snapshot_path)
         .map_err(|e| BackupError::io(&snapshot_path, e))?;
-    let (meta, objects) =
-        rewrite_for_one_member(&source, &snapshot_path, &data_disk, &staged, id, node)?;
+    let damaged = match on_damage {
+        OnDamage::Refuse => BTreeSet::new(),
+        OnDamage::SkipObjects => damaged_blocks(target, &manifest.blocks)?,
+    };
+    let member = (id, node);
+    let rewritten = rewrite_for_one_member(
+        &source,
+        &snapshot_path,
+        &data_disk,
+        &staged,
+        member,
+        &damaged,
+    )?;
+    let (meta, objects, skipped) = (rewritten.meta, rewritten.objects, rewritten.skipped);
 
     let fetch_from = TargetBlocks {
         target: target.clone(),
-        lens: manifest.blocks.iter().map(|b| (b.hash, b.len)).collect(),
+        lens: manifest
+            .blocks
+            .iter()
+            .filter(|b| !damaged.contains(&b.hash))
+            .map(|b| (b.hash, b.len))
+            .collect(),
     };
     let machine = StateMachine::open(
         data_disk.clone(),
@@ -172,6 +203,7 @@ pub async fn restore(
     );
     Ok(RestoreReport {
         seq,
+        skipped,
         replayed,
         last_log: last_log_id.map(|l| (l.index, l.leader_id.term)),
         objects,
@@ -252,14 +284,44 @@ fn without_membership(entry: Entry) -> Entry {
 /// Copies the snapshot's records into `staged` on the data disk under a
 /// header whose membership is `id` alone; returns its metadata and the
 /// number of objects.
+/// Every block of the list that is missing or does not match its hash.
+fn damaged_blocks(
+    target: &BackupTarget,
+    blocks: &[BackupBlock],
+) -> Result<BTreeSet<[u8; 32]>, BackupError> {
+    let mut damaged = BTreeSet::new();
+    for block in blocks {
+        match target.read_block(block) {
+            Ok(_) => {}
+            Err(BackupError::Corrupt { .. }) => {
+                damaged.insert(block.hash);
+            }
+            Err(BackupError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                damaged.insert(block.hash);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(damaged)
+}
+
+/// The snapshot as written into the data directory.
+struct Rewritten {
+    meta: SnapshotMeta,
+    objects: u64,
+    skipped: Vec<String>,
+}
+
 fn rewrite_for_one_member(
     source: &finkfs_seam::FileRef,
     source_path: &Path,
     data_disk: &DiskRef,
     staged: &Path,
-    id: NodeId,
-    node: Node,
-) -> Result<(SnapshotMeta, u64), BackupError> {
+    (id, node): (NodeId, Node),
+    damaged: &BTreeSet<[u8; 32]>,
+) -> Result<Rewritten, BackupError> {
     let corrupt =
         |e: crate::snapshot::SnapshotError| BackupError::corrupt(source_path, 0, e.to_string());
     let mut reader = SnapshotReader::open(source.clone(), source_path).map_err(corrupt)?;
@@ -280,15 +342,22 @@ fn rewrite_for_one_member(
         .map_err(|e| BackupError::io(staged, e))?;
     let mut writer = SnapshotWriter::new(file, staged, &header).map_err(write_error)?;
     let mut objects = 0u64;
+    let mut skipped = Vec::new();
     while let Some(record) = reader.next_record().map_err(corrupt)? {
         match record {
             SnapshotRecord::Object { path, manifest } => {
+                if manifest.blocks.iter().any(|b| damaged.contains(&b.hash)) {
+                    tracing::warn!(%path, "left out of the restore: a block it uses is damaged");
+                    skipped.push(path);
+                    continue;
+                }
                 writer.object(&path, &manifest).map_err(write_error)?;
                 objects += 1;
             }
-            SnapshotRecord::Unreferenced { hash, len } => {
+            SnapshotRecord::Unreferenced { hash, len } if !damaged.contains(&hash) => {
                 writer.unreferenced(&hash, len).map_err(write_error)?
             }
+            SnapshotRecord::Unreferenced { .. } => {}
         }
     }
     writer.finish().map_err(write_error)?;
@@ -296,7 +365,11 @@ fn rewrite_for_one_member(
         last_log_id: header.last_log_id,
         last_membership: header.membership,
     };
-    Ok((meta, objects))
+    Ok(Rewritten {
+        meta,
+        objects,
+        skipped,
+    })
 }
 
 /// Leaves the group's log empty but purged up to `last`, with a vote for

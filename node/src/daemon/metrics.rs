@@ -18,9 +18,9 @@ use openraft::storage::RaftStateMachine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::backup::BackupState;
 use super::disk_metrics::{DiskStats, SYNC_BUCKETS_SECONDS};
 use crate::api::ApiCounters;
+use crate::backup::BackupState;
 
 /// Longest request head read.
 const REQUEST_HEAD_BYTES_MAX: usize = 8 << 10;

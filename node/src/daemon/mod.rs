@@ -356,6 +356,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         vote_blockers,
     );
     let counters = client_service.counters();
+    let backup_shown = config
+        .backup
+        .as_ref()
+        .map(|_| Arc::new(crate::backup::BackupState::default()));
+    if let Some(state) = &backup_shown {
+        client_service.show_backup_status(Arc::clone(state));
+    }
 
     let (stop, stopped) = watch::channel(false);
     let peer_task = tokio::spawn(serve_peer(
@@ -370,7 +377,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     ));
     let mut other_tasks = Vec::new();
     let backup_state = config.backup.as_ref().map(|settings| {
-        let state = Arc::new(backup::BackupState::default());
+        let state = Arc::clone(backup_shown.as_ref().expect("made when backups are on"));
         other_tasks.push(backup::spawn_backups(
             config.id,
             settings.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use finkfs_node::api::MemberAddr;
-use finkfs_node::backup::{restore, RestorePoint};
+use finkfs_node::backup::{restore, OnDamage, RestorePoint};
 use finkfs_node::daemon::GROUP;
 use finkfs_seam::{DiskRef, RealDisk};
 
@@ -24,7 +24,9 @@ other nodes with `finkfs cluster add` (they copy everything from it).
 
 Every block is verified against its hash as it is copied: a damaged or
 missing block stops the restore with an error naming it, and nothing is
-started. Check a target first with `finkfs backup verify --read-data`.";
+started. Check a target first with `finkfs backup verify --read-data`. With
+--skip-damaged, the objects that use a damaged or missing block are left out
+(and listed) and everything else is restored.";
 
 /// Arguments of `finkfs restore`.
 #[derive(Debug, clap::Args)]
@@ -43,6 +45,10 @@ pub struct RestoreArgs {
     /// Default: the newest backup and all of the archive after it.
     #[arg(long, value_name = "LOG_INDEX")]
     at: Option<u64>,
+    /// Leave out every object that uses a damaged or missing block (listed
+    /// on stdout) instead of refusing; every block is re-hashed first.
+    #[arg(long)]
+    skip_damaged: bool,
     /// The id the restored node will run with (its --id).
     #[arg(long)]
     id: u64,
@@ -75,9 +81,15 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let on_damage = if args.skip_damaged {
+        OnDamage::SkipObjects
+    } else {
+        OnDamage::Refuse
+    };
     let report = runtime.block_on(restore(
         &target,
         point,
+        on_damage,
         disk,
         &group_dir,
         args.id,
@@ -93,6 +105,9 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<Outcome> {
         report.blocks,
         args.to.display()
     )?;
+    for path in &report.skipped {
+        outln!("left out (a block it uses is damaged or missing): {path}")?;
+    }
     outln!(
         "start it with: finkfs-node --id {} --data-dir {} --peer-listen {} --client-listen {}",
         args.id,

@@ -40,7 +40,13 @@ Example:
      \"client_addr\": \"10.0.0.1:7002\", \"reachable\": true, \"state\": \"leader\",
      \"term\": 3, \"commit_index\": 2051, \"last_applied\": 2051, \"may_vote\": true,
      \"vote_blockers\": [], \"matched_index\": 2051, \"lag_entries\": 0,
-     \"last_ack_ms\": null, \"health\": \"ok\", \"problem\": null}]}
+     \"last_ack_ms\": null, \"backup\": null, \"health\": \"ok\", \"problem\": null}]}
+
+A member with automatic backups (finkfs-node --backup-dir) has instead of
+null: {\"successes\", \"failures\", \"last_success_unix\", \"last_success_age_s\",
+\"last_seq\", \"last_size_bytes\", \"last_written_bytes\", \"last_error\",
+\"archived_index\", \"archive_failures\"}; the table prints one line per such
+member. Backups are taken by the leader, so look at the leader's line.
 
 Exits with 1 when no leader is known or a member is not ok.";
 
@@ -104,10 +110,70 @@ pub struct MemberStatus {
     pub lag_entries: Option<u64>,
     /// Milliseconds since it last acknowledged the leader.
     pub last_ack_ms: Option<u64>,
+    /// Its automatic backups, when it has them configured.
+    pub backup: Option<BackupView>,
     /// `ok`, `lagging`, `unreachable` or `may-not-vote`.
     pub health: &'static str,
     /// What is wrong, in words.
     pub problem: Option<String>,
+}
+
+/// What a member says of its automatic backups (it backs up while it leads).
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupView {
+    pub successes: u64,
+    pub failures: u64,
+    /// Unix seconds of its last successful backup.
+    pub last_success_unix: Option<u64>,
+    /// Seconds since then, when it had one.
+    pub last_success_age_s: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub last_size_bytes: u64,
+    pub last_written_bytes: u64,
+    /// The last attempt's error, if it failed.
+    pub last_error: Option<String>,
+    /// Last log index the backup target holds, as it last saw it.
+    pub archived_index: u64,
+    pub archive_failures: u64,
+}
+
+impl BackupView {
+    fn from_reply(reply: &finkfs_node::api::proto::BackupStatus) -> BackupView {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        BackupView {
+            successes: reply.successes,
+            failures: reply.failures,
+            last_success_unix: reply.last_success_unix,
+            last_success_age_s: reply.last_success_unix.map(|t| now.saturating_sub(t)),
+            last_seq: reply.last_seq,
+            last_size_bytes: reply.last_size_bytes,
+            last_written_bytes: reply.last_written_bytes,
+            last_error: non_empty(&reply.last_error),
+            archived_index: reply.archived_index,
+            archive_failures: reply.archive_failures,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let last = match (self.last_seq, self.last_success_age_s) {
+            (Some(seq), Some(age)) => format!(
+                "last backup {seq} taken {age} s ago ({} covered, {} written)",
+                crate::format::bytes(self.last_size_bytes),
+                crate::format::bytes(self.last_written_bytes)
+            ),
+            _ => "no backup taken by this node yet".to_string(),
+        };
+        let mut text = format!(
+            "{last}; {} ok, {} failed; target reaches log index {}",
+            self.successes, self.failures, self.archived_index
+        );
+        if let Some(error) = &self.last_error {
+            text.push_str(&format!("; LAST ATTEMPT FAILED: {error}"));
+        }
+        text
+    }
 }
 
 /// Runs `finkfs status`.
@@ -174,6 +240,7 @@ fn assemble(reply: &StatusReply, answers: Vec<Result<StatusReply, String>>) -> C
                 last_applied: None,
                 may_vote: None,
                 vote_blockers: Vec::new(),
+                backup: None,
                 matched_index: health.and_then(|h| h.matched_index),
                 lag_entries: health.map(|h| h.lag_entries),
                 last_ack_ms: health.and_then(|h| h.last_ack_ms),
@@ -188,6 +255,7 @@ fn assemble(reply: &StatusReply, answers: Vec<Result<StatusReply, String>>) -> C
                     status.last_applied = own.last_applied;
                     status.may_vote = Some(own.may_vote);
                     status.vote_blockers = own.vote_blockers.clone();
+                    status.backup = own.backup.as_ref().map(BackupView::from_reply);
                 }
                 Err(problem) => status.problem = Some(problem),
             }
@@ -286,6 +354,11 @@ fn print_table(status: &ClusterStatus) -> std::io::Result<()> {
     for m in &status.members {
         if let Some(problem) = &m.problem {
             outln!("node {}: {problem}", m.id)?;
+        }
+    }
+    for m in &status.members {
+        if let Some(backup) = &m.backup {
+            outln!("node {} backups: {}", m.id, backup.describe())?;
         }
     }
     Ok(())
