@@ -175,10 +175,38 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
     let leader_addr = cluster.nodes[leader].client_addr.clone();
     let status = client.status_of(&leader_addr).await.expect("status");
     let backup = status.backup.expect("backups are on");
-    assert!(backup.successes >= 1 && backup.last_seq.is_some(), "{backup:?}");
+    assert!(
+        backup.successes >= 1 && backup.last_seq.is_some(),
+        "{backup:?}"
+    );
     assert!(backup.archived_index >= last, "{backup:?}");
     drop(client);
     cluster.stop().await;
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits until the target's journal archive reaches `index`.
+async fn wait_for_archive(target: &BackupTarget, index: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while target
+        .archived()
+        .unwrap()
+        .last()
+        .is_none_or(|r| r.1 < index)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "archive never reached {index}: {:?}",
+            target.archived()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// What a restore should hold after log index `at`: every object whose last
@@ -228,6 +256,7 @@ async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
     // After the backup: more puts, an overwrite and a delete, all only in
     // the journal archive.
     let mut mid = 0;
+    let mut moment = 0;
     for i in 0..15u64 {
         let (path, data) = (format!("pit/b{i:03}"), bytes(18_000, 900 + i));
         let index = client.put(&path, data.clone()).await.unwrap().log_index;
@@ -243,10 +272,18 @@ async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
                 .log_index;
             history.push((index, "pit/a003".to_string(), Some(data)));
             mid = index;
+            // A moment in wall-clock time between `mid` and what follows:
+            // the archive reaches `mid` before it, nothing after it is
+            // written until a second later.
+            wait_for_archive(&target, mid).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            moment = unix_now();
+            tokio::time::sleep(Duration::from_millis(1100)).await;
         }
     }
     let last = history.last().unwrap().0;
     assert!(base_index < mid && mid < last);
+    wait_for_archive(&target, last).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while target.archived().unwrap().last().is_none_or(|r| r.1 < last) {
         assert!(
@@ -297,6 +334,34 @@ async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
         expected.keys().collect::<Vec<_>>()
     );
     assert!(held == expected, "contents differ at log index {mid}");
+    drop(store);
+
+    // Point in time by the clock: everything archived by `moment`, which
+    // is at least `mid` and nothing written after it.
+    let at_moment = tempfile::tempdir().unwrap();
+    let disk: DiskRef = Arc::new(RealDisk::open(at_moment.path()).unwrap());
+    let report = restore(
+        &target,
+        RestorePoint::Time(moment),
+        OnDamage::Refuse,
+        disk.clone(),
+        Path::new(&group),
+        1,
+        node.clone(),
+    )
+    .await
+    .expect("restore to a time");
+    let reached = report.last_log.expect("a log id").0;
+    let after_moment = history.iter().find(|(i, _, _)| *i > mid).unwrap().0;
+    assert!(mid <= reached && reached < after_moment, "{report:?}");
+    let store = finkfs_node::store::ObjectStore::open(disk, group.clone().into()).unwrap();
+    for (path, data) in expected_at(&history, reached) {
+        assert!(
+            store.get(&path).unwrap() == data,
+            "{path} differs at {moment}"
+        );
+    }
+    assert!(store.get("pit/b014").is_err(), "written after the moment");
     drop(store);
 
     // To the archive's end, then serve it.

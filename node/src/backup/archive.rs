@@ -12,7 +12,8 @@
 //!     12     4  reserved   zero
 //!     16     8  first      index of the first entry
 //!     24     8  last       index of the last entry (entries are consecutive)
-//!     32     …  entries    per entry: term u64, len u32, the entry encoded as
+//!     32     8  created    seconds since the Unix epoch when it was archived
+//!     40     …  entries    per entry: term u64, len u32, the entry encoded as
 //!                          in a journal record's payload (docs/format/entry.md)
 //!    end    32  checksum   BLAKE3 of every byte before it
 //! ```
@@ -30,7 +31,7 @@ use crate::le::{read_u32, read_u64};
 
 const MAGIC: &[u8; 8] = b"FKJARCH1";
 const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 32;
+const HEADER_BYTES: usize = 40;
 const CHECKSUM_BYTES: usize = 32;
 pub(super) const ARCHIVE_DIR: &str = "journal";
 const SUFFIX: &str = ".jar";
@@ -43,8 +44,13 @@ impl BackupTarget {
         Path::new(ARCHIVE_DIR).join(format!("{first:020}-{last:020}{SUFFIX}"))
     }
 
-    /// Archives `entries` (consecutive, committed) as one chunk.
-    pub fn archive(&self, entries: &[Entry]) -> Result<ArchivedRange, BackupError> {
+    /// Archives `entries` (consecutive, committed) as one chunk, stamped
+    /// with `created_unix_secs` (for restores to a point in time).
+    pub fn archive(
+        &self,
+        entries: &[Entry],
+        created_unix_secs: u64,
+    ) -> Result<ArchivedRange, BackupError> {
         let (Some(head), Some(tail)) = (entries.first(), entries.last()) else {
             return Err(BackupError::Source("nothing to archive".into()));
         };
@@ -60,6 +66,7 @@ impl BackupTarget {
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&range.0.to_le_bytes());
         out.extend_from_slice(&range.1.to_le_bytes());
+        out.extend_from_slice(&created_unix_secs.to_le_bytes());
         let mut encoded = Vec::new();
         for entry in entries {
             encode_entry_into(entry, &mut encoded)
@@ -104,9 +111,47 @@ impl BackupTarget {
 
     /// The entries of one chunk, verified.
     pub fn read_archive(&self, range: ArchivedRange) -> Result<Vec<Entry>, BackupError> {
+        Ok(self.read_archive_chunk(range)?.1)
+    }
+
+    /// When one chunk was archived, and its entries, verified.
+    pub fn read_archive_chunk(
+        &self,
+        range: ArchivedRange,
+    ) -> Result<(u64, Vec<Entry>), BackupError> {
         let path = Self::archive_path(range);
         let bytes = read_file(&**self.disk(), &path).map_err(|e| BackupError::io(&path, e))?;
         decode_chunk(&path, range, &bytes)
+    }
+
+    /// The archived entries after index `after`, in order and without a
+    /// gap, from the chunks archived at or before `until_unix_secs`.
+    pub fn archived_entries_until(
+        &self,
+        after: u64,
+        until_unix_secs: u64,
+    ) -> Result<Vec<Entry>, BackupError> {
+        let mut entries = Vec::new();
+        let mut next = after + 1;
+        for range in self.archived()? {
+            if range.1 < next {
+                continue;
+            }
+            if range.0 > next {
+                break;
+            }
+            let (created, chunk) = self.read_archive_chunk(range)?;
+            if created > until_unix_secs {
+                break;
+            }
+            for entry in chunk {
+                if entry.log_id.index == next {
+                    next += 1;
+                    entries.push(entry);
+                }
+            }
+        }
+        Ok(entries)
     }
 
     /// The archived entries `from..=to`, which must all be present.
@@ -144,7 +189,7 @@ fn decode_chunk(
     path: &Path,
     range: ArchivedRange,
     bytes: &[u8],
-) -> Result<Vec<Entry>, BackupError> {
+) -> Result<(u64, Vec<Entry>), BackupError> {
     let corrupt = |offset: usize, reason: String| BackupError::corrupt(path, offset as u64, reason);
     if bytes.len() < HEADER_BYTES + CHECKSUM_BYTES {
         return Err(corrupt(
@@ -187,5 +232,5 @@ fn decode_chunk(
     if at != body_end {
         return Err(corrupt(at, "bytes after the last entry".into()));
     }
-    Ok(entries)
+    Ok((read_u64(bytes, 32), entries))
 }

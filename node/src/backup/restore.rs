@@ -82,6 +82,10 @@ pub enum RestorePoint {
     /// The state right after log index `i`: the newest backup at or before
     /// it, then the archived entries up to `i` (all of which must exist).
     LogIndex(u64),
+    /// The state as the target held it at Unix time `t`: the newest backup
+    /// taken at or before `t`, then the archive chunks written at or
+    /// before `t`.
+    Time(u64),
 }
 
 /// What to do with damaged or missing blocks in the backup.
@@ -233,6 +237,19 @@ fn plan(target: &BackupTarget, point: RestorePoint) -> Result<(u64, Vec<Entry>),
                 None => Vec::new(),
             };
             Ok((newest.seq, replay))
+        }
+        RestorePoint::Time(t) => {
+            let base = readable
+                .iter()
+                .filter(|m| m.created_unix_secs <= t)
+                .max_by_key(|m| (m.created_unix_secs, last_index(m), m.seq))
+                .ok_or_else(|| {
+                    BackupError::Source(format!(
+                        "no readable backup taken at or before Unix time {t}"
+                    ))
+                })?;
+            let replay = target.archived_entries_until(last_index(base), t)?;
+            Ok((base.seq, replay))
         }
         RestorePoint::LogIndex(at) => {
             let base = readable

@@ -109,7 +109,7 @@ async fn archive_once(
             covered + 1
         ));
     }
-    tokio::task::spawn_blocking(move || target.archive(&entries).map(|(_, last)| last))
+    tokio::task::spawn_blocking(move || target.archive(&entries, unix_now()).map(|(_, last)| last))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
