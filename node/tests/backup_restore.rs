@@ -180,8 +180,66 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
         "{backup:?}"
     );
     assert!(backup.archived_index >= last, "{backup:?}");
+    // More writes after that backup: the journal archive carries them.
+    let mut written: Vec<(String, Vec<u8>)> = (0..20u64)
+        .map(|i| (format!("auto/{i:03}"), bytes(25_000, 300 + i)))
+        .collect();
+    for i in 0..10u64 {
+        let (path, data) = (format!("auto/late/{i:03}"), bytes(9_000, 700 + i));
+        last = client
+            .put(&path, data.clone())
+            .await
+            .expect("put")
+            .log_index;
+        written.push((path, data));
+    }
+    wait_for_archive(&target, last).await;
     drop(client);
     cluster.stop().await;
+
+    // Every node's data is gone: restore the newest backup and the archive
+    // after it into a fresh directory, start it, read everything back.
+    let fresh = tempfile::tempdir().unwrap();
+    let data_dir = fresh.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let disk: DiskRef = Arc::new(RealDisk::open(&data_dir).unwrap());
+    let mut config = node_config(1, data_dir);
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.peer_listen = peer.local_addr().unwrap();
+    config.client_listen = client_port.local_addr().unwrap();
+    drop((peer, client_port));
+    let me = MemberAddr::new(
+        &config.peer_listen.to_string(),
+        &config.client_listen.to_string(),
+    )
+    .unwrap();
+    let group = format!("groups/{}", GROUP.0);
+    let report = restore(
+        &target,
+        RestorePoint::ArchiveEnd,
+        OnDamage::Refuse,
+        disk,
+        Path::new(&group),
+        1,
+        me.to_node(),
+    )
+    .await
+    .expect("restore");
+    assert!(report.last_log.is_some_and(|l| l.0 >= last), "{report:?}");
+    println!(
+        "restored backup {} and {} archived entries, up to log index {:?}",
+        report.seq, report.replayed, report.last_log
+    );
+    let client_addr = config.client_listen.to_string();
+    let restored = start(config).await.expect("the restored node starts");
+    let client = Client::connect_with(vec![client_addr], client_options())
+        .await
+        .unwrap();
+    for (path, data) in &written {
+        assert!(client.get(path).await.unwrap() == *data, "{path} differs");
+    }
+    restored.shutdown().await.unwrap();
 }
 
 fn unix_now() -> u64 {
