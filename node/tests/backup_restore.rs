@@ -112,15 +112,8 @@ fn scrape(addr: std::net::SocketAddr) -> String {
 async fn leader_backs_up_on_its_own_and_metrics_say_so() {
     let target_dir = tempfile::tempdir().unwrap();
     let dir = target_dir.path().to_path_buf();
-    let cluster = Cluster::start_with(3, |config| {
-        config.backup = Some(BackupSettings {
-            dir: dir.clone(),
-            interval: Duration::from_millis(500),
-            archive_interval: Duration::from_millis(200),
-            retention: Retention::default(),
-        });
-    })
-    .await;
+    let cluster =
+        cluster_backing_up_to(&dir, Duration::from_millis(500), Duration::from_millis(200)).await;
     let client = cluster.client().await;
     let mut last = 0;
     for i in 0..20u64 {
@@ -199,11 +192,51 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
 
     // Every node's data is gone: restore the newest backup and the archive
     // after it into a fresh directory, start it, read everything back.
+    let (restored, client, report, _dir) =
+        restore_and_start(&target, RestorePoint::ArchiveEnd).await;
+    assert!(report.last_log.is_some_and(|l| l.0 >= last), "{report:?}");
+    println!(
+        "restored backup {} and {} archived entries, up to log index {:?}",
+        report.seq, report.replayed, report.last_log
+    );
+    for (path, data) in &written {
+        assert!(client.get(path).await.unwrap() == *data, "{path} differs");
+    }
+    restored.shutdown().await.unwrap();
+}
+
+/// Three nodes backing up to `dir` every `interval` while they lead, and
+/// archiving the journal every `archive`.
+async fn cluster_backing_up_to(dir: &Path, interval: Duration, archive: Duration) -> Cluster {
+    Cluster::start_with(3, |config| {
+        config.backup = Some(BackupSettings {
+            dir: dir.to_path_buf(),
+            interval,
+            archive_interval: archive,
+            retention: Retention::default(),
+        });
+    })
+    .await
+}
+
+/// Restores `point` of `target` into a fresh data directory (returned, to
+/// keep it alive), starts node 1 on it, and connects a client to it.
+async fn restore_and_start(
+    target: &BackupTarget,
+    point: RestorePoint,
+) -> (
+    finkfs_node::daemon::RunningNode,
+    Client,
+    finkfs_node::backup::RestoreReport,
+    tempfile::TempDir,
+) {
     let fresh = tempfile::tempdir().unwrap();
     let data_dir = fresh.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let disk: DiskRef = Arc::new(RealDisk::open(&data_dir).unwrap());
     let mut config = node_config(1, data_dir);
+    // Free ports, known before the node starts: the restored membership
+    // names them.
     let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let client_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     config.peer_listen = peer.local_addr().unwrap();
@@ -216,8 +249,8 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
     .unwrap();
     let group = format!("groups/{}", GROUP.0);
     let report = restore(
-        &target,
-        RestorePoint::ArchiveEnd,
+        target,
+        point,
         OnDamage::Refuse,
         disk,
         Path::new(&group),
@@ -226,20 +259,12 @@ async fn leader_backs_up_on_its_own_and_metrics_say_so() {
     )
     .await
     .expect("restore");
-    assert!(report.last_log.is_some_and(|l| l.0 >= last), "{report:?}");
-    println!(
-        "restored backup {} and {} archived entries, up to log index {:?}",
-        report.seq, report.replayed, report.last_log
-    );
     let client_addr = config.client_listen.to_string();
     let restored = start(config).await.expect("the restored node starts");
     let client = Client::connect_with(vec![client_addr], client_options())
         .await
         .unwrap();
-    for (path, data) in &written {
-        assert!(client.get(path).await.unwrap() == *data, "{path} differs");
-    }
-    restored.shutdown().await.unwrap();
+    (restored, client, report, fresh)
 }
 
 fn unix_now() -> u64 {
@@ -274,8 +299,7 @@ fn expected_at(
     at: u64,
 ) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut state = std::collections::BTreeMap::new();
-    for (index, path, data) in history.iter().filter(|(i, _, _)| *i <= at) {
-        let _ = index;
+    for (_, path, data) in history.iter().filter(|(index, _, _)| *index <= at) {
         match data {
             Some(data) => state.insert(path.clone(), data.clone()),
             None => state.remove(path),
@@ -288,16 +312,9 @@ fn expected_at(
 async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
     let target_dir = tempfile::tempdir().unwrap();
     let dir = target_dir.path().to_path_buf();
-    let cluster = Cluster::start_with(3, |config| {
-        config.backup = Some(BackupSettings {
-            dir: dir.clone(),
-            // No timed backup during the test: the base backup is taken below.
-            interval: Duration::from_secs(3600),
-            archive_interval: Duration::from_millis(100),
-            retention: Retention::default(),
-        });
-    })
-    .await;
+    // No timed backup during the test: the base backup is taken below.
+    let cluster =
+        cluster_backing_up_to(&dir, Duration::from_secs(3600), Duration::from_millis(100)).await;
     let client = cluster.client().await;
     let mut history = Vec::new();
     for i in 0..15u64 {
@@ -423,38 +440,9 @@ async fn restore_replays_the_journal_archive_to_its_end_or_to_a_chosen_index() {
     drop(store);
 
     // To the archive's end, then serve it.
-    let fresh = tempfile::tempdir().unwrap();
-    let data_dir = fresh.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let disk: DiskRef = Arc::new(RealDisk::open(&data_dir).unwrap());
-    let mut config = node_config(1, data_dir);
-    let listener_peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listener_client = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    config.peer_listen = listener_peer.local_addr().unwrap();
-    config.client_listen = listener_client.local_addr().unwrap();
-    drop((listener_peer, listener_client));
-    let me = MemberAddr::new(
-        &config.peer_listen.to_string(),
-        &config.client_listen.to_string(),
-    )
-    .unwrap();
-    let report = restore(
-        &target,
-        RestorePoint::ArchiveEnd,
-        OnDamage::Refuse,
-        disk,
-        Path::new(&group),
-        1,
-        me.to_node(),
-    )
-    .await
-    .expect("restore to the archive's end");
+    let (restored, client, report, _dir) =
+        restore_and_start(&target, RestorePoint::ArchiveEnd).await;
     assert!(report.last_log.is_some_and(|l| l.0 >= last), "{report:?}");
-    let client_addr = config.client_listen.to_string();
-    let restored = start(config).await.expect("the restored node starts");
-    let client = Client::connect_with(vec![client_addr], client_options())
-        .await
-        .unwrap();
     for (path, data) in expected_at(&history, last) {
         assert!(client.get(&path).await.unwrap() == data, "{path} differs");
     }
