@@ -137,7 +137,7 @@ impl LocalCluster {
             .map(|n| format!("{}={},{}", n.id, n.peer_addr, n.client_addr))
             .collect();
         for id in self.ids() {
-            let mut args = self.args(id);
+            let mut args = self.node_args(id);
             for member in &initial {
                 args.push("--initial-member".to_string());
                 args.push(member.clone());
@@ -155,8 +155,9 @@ impl LocalCluster {
         self.nodes.values().any(NodeProcess::failed_to_bind)
     }
 
-    /// The flags of node `id`, initial members aside.
-    fn args(&self, id: u64) -> Vec<String> {
+    /// The flags node `id` is started with, initial members aside (also
+    /// what a harness needs to start it again by hand).
+    pub fn node_args(&self, id: u64) -> Vec<String> {
         let node = self.node(id);
         let s = &self.settings;
         let mut args: Vec<String> = vec![
@@ -277,7 +278,7 @@ impl LocalCluster {
     /// Starts node `id` again on its data directory and ports (no initial
     /// members: an empty directory stays outside the cluster until added).
     pub async fn restart(&mut self, id: u64) {
-        let args = self.args(id);
+        let args = self.node_args(id);
         let binary = self.binary.clone();
         let node = self.node_mut(id);
         let started = match node.spawn(&binary, &args) {
@@ -300,7 +301,7 @@ impl LocalCluster {
         let node = NodeProcess::new(id).unwrap_or_else(|e| panic!("{e}"));
         self.nodes.insert(id, node);
         for attempt in 1..=START_ATTEMPTS_MAX {
-            let args = self.args(id);
+            let args = self.node_args(id);
             let binary = self.binary.clone();
             let node = self.node_mut(id);
             let started = match node.spawn(&binary, &args) {

@@ -38,6 +38,10 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+fn verify_read_data(target: &Path) -> std::process::Output {
+    run(&["backup", "verify", "--target", path(target), "--read-data"])
+}
+
 #[test]
 fn backup_verify_restore_round_trip_and_damage_exits_1() {
     let node = data_dir(12);
@@ -56,13 +60,7 @@ fn backup_verify_restore_round_trip_and_damage_exits_1() {
 
     let out = run(&["backup", "list", "--target", path(target.path())]);
     assert_eq!(out.status.code(), Some(0));
-    let out = run(&[
-        "backup",
-        "verify",
-        "--target",
-        path(target.path()),
-        "--read-data",
-    ]);
+    let out = verify_read_data(target.path());
     let (stdout, _) = texts(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
@@ -121,13 +119,7 @@ fn backup_verify_restore_round_trip_and_damage_exits_1() {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[100] ^= 0x10;
     std::fs::write(&victim, bytes).unwrap();
-    let out = run(&[
-        "backup",
-        "verify",
-        "--target",
-        path(target.path()),
-        "--read-data",
-    ]);
+    let out = verify_read_data(target.path());
     let (stdout, _) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let name = victim.file_name().unwrap().to_str().unwrap();

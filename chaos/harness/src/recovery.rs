@@ -35,7 +35,7 @@ pub async fn start_and_kill(
         let start = log_len(&node.log_path());
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(&binary)
-            .args(flags(cluster, *id))
+            .args(cluster.node_args(*id))
             .env("FINKFS_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -63,35 +63,4 @@ pub async fn start_and_kill(
 
 fn log_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// The flags `LocalCluster` starts node `id` with on a restart.
-fn flags(cluster: &LocalCluster, id: u64) -> Vec<String> {
-    let node = cluster.node(id);
-    let s = cluster.settings();
-    let mut args: Vec<String> = vec![
-        "--id".into(),
-        id.to_string(),
-        "--data-dir".into(),
-        node.data_dir().display().to_string(),
-        "--peer-listen".into(),
-        node.peer_addr.clone(),
-        "--client-listen".into(),
-        node.client_addr.clone(),
-        "--metrics-listen".into(),
-        node.metrics_addr.clone(),
-        "--heartbeat-ms".into(),
-        s.heartbeat_ms.to_string(),
-        "--election-timeout-min-ms".into(),
-        s.election_timeout_min_ms.to_string(),
-        "--election-timeout-max-ms".into(),
-        s.election_timeout_max_ms.to_string(),
-    ];
-    if let Some(entries) = s.snapshot_every_entries {
-        args.extend(["--snapshot-every-entries".into(), entries.to_string()]);
-    }
-    if let Some(bytes) = s.object_bytes_max {
-        args.extend(["--object-bytes-max".into(), bytes.to_string()]);
-    }
-    args
 }
