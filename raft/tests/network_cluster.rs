@@ -1,6 +1,8 @@
 //! Guards against a peer network that loses committed writes or cannot
 //! carry a cluster through leader loss and snapshot catch-up: a real
-//! three-node group over loopback gRPC, each node on its own journal.
+//! three-node group over loopback gRPC, each node on its own journal. The
+//! first two run again over the in-process transport, so that one carries a
+//! cluster exactly as gRPC does (the cluster simulator builds on it).
 
 mod network_support;
 
@@ -18,8 +20,8 @@ use finkfs_raft::network::{
 use finkfs_raft::types::{AppCommand, Entry, EntryPayload, GroupId, LeaderId, LogId, Vote};
 use futures_util::StreamExt;
 use network_support::{
-    start_cluster, wait_applied, wait_for_leader, write, MapBlocks, TestNode, GROUP, GROUP_DIR,
-    WAIT,
+    start_cluster, start_cluster_on, wait_applied, wait_for_leader, write, MapBlocks, TestNode,
+    Wire, GROUP, GROUP_DIR, WAIT,
 };
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::AppendEntriesResponse;
@@ -45,8 +47,17 @@ async fn write_all(leader: &TestNode, entries: &BTreeMap<String, String>) -> u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_writes_survive_leader_shutdown() {
-    let mut nodes = start_cluster(&[1, 2, 3]).await;
+async fn committed_writes_survive_leader_shutdown_over_grpc() {
+    committed_writes_survive_leader_shutdown(Wire::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_writes_survive_leader_shutdown_in_process() {
+    committed_writes_survive_leader_shutdown(Wire::local()).await;
+}
+
+async fn committed_writes_survive_leader_shutdown(wire: Wire) {
+    let mut nodes = start_cluster_on(&[1, 2, 3], &wire).await;
     let all = [0, 1, 2];
     let leader = wait_for_leader(&nodes, &all).await;
     let first = expected(0..20);
@@ -97,8 +108,17 @@ async fn committed_writes_survive_leader_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn learner_added_after_purge_catches_up_by_snapshot_over_the_wire() {
-    let mut nodes = start_cluster(&[1, 2, 3]).await;
+async fn learner_added_after_purge_catches_up_by_snapshot_over_grpc() {
+    learner_added_after_purge_catches_up_by_snapshot(Wire::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_added_after_purge_catches_up_by_snapshot_in_process() {
+    learner_added_after_purge_catches_up_by_snapshot(Wire::local()).await;
+}
+
+async fn learner_added_after_purge_catches_up_by_snapshot(wire: Wire) {
+    let mut nodes = start_cluster_on(&[1, 2, 3], &wire).await;
     let all = [0, 1, 2];
     let leader = wait_for_leader(&nodes, &all).await;
     let entries = expected(0..40);
@@ -134,7 +154,7 @@ async fn learner_added_after_purge_catches_up_by_snapshot_over_the_wire() {
         "snapshot spans several chunks"
     );
 
-    let learner = TestNode::start(4).await;
+    let learner = TestNode::start_on(4, None, &wire).await;
     raft.add_learner(learner.id, learner.node(), true)
         .await
         .expect("learner added and caught up");
@@ -176,7 +196,16 @@ async fn learner_added_after_purge_catches_up_by_snapshot_over_the_wire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fetch_block_round_trips_and_tampered_block_is_refused() {
+async fn fetch_block_round_trips_and_tampered_block_is_refused_over_grpc() {
+    fetch_block_round_trips_and_tampered_block_is_refused(Wire::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_block_round_trips_and_tampered_block_is_refused_in_process() {
+    fetch_block_round_trips_and_tampered_block_is_refused(Wire::local()).await;
+}
+
+async fn fetch_block_round_trips_and_tampered_block_is_refused(wire: Wire) {
     let good = Bytes::from_static(b"an alert block");
     let good_hash = *blake3::hash(&good).as_bytes();
     let tampered_hash = *blake3::hash(b"what the block should be").as_bytes();
@@ -188,8 +217,11 @@ async fn fetch_block_round_trips_and_tampered_block_is_refused() {
         .lock()
         .unwrap()
         .insert(tampered_hash, Bytes::from_static(b"bit-rotted bytes"));
-    let mut node = TestNode::start_with_blocks(1, Some(blocks)).await;
-    let client = PeerClient::new(PeerChannels::new(PeerOptions::default()));
+    let mut node = TestNode::start_on(1, Some(blocks), &wire).await;
+    let client = match &wire {
+        Wire::Grpc => PeerClient::new(PeerChannels::new(PeerOptions::default())),
+        Wire::Local(transport) => PeerClient::over(Arc::new(transport.clone())),
+    };
 
     let fetched = client
         .fetch_blocks(&node.addr, GROUP, &[good_hash, missing_hash])
@@ -209,7 +241,15 @@ async fn fetch_block_round_trips_and_tampered_block_is_refused() {
         matches!(unknown, Err(PeerClientError::UnknownGroup { .. })),
         "{unknown:?}"
     );
+    let addr = node.addr.clone();
     node.stop().await;
+    let gone = client.fetch_block(&addr, GROUP, good_hash).await;
+    match gone {
+        Err(PeerClientError::Status { status, .. }) => {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status}")
+        }
+        other => panic!("a stopped peer is unavailable, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ use super::convert::hash_from_bytes;
 use super::error::PeerClientError;
 use super::proto;
 use super::server::invalid;
+use super::transport::{wrong_reply, PeerReply, PeerRequest, PeerTransport};
 use super::{FETCH_BLOCKS_IN_FLIGHT_MAX, FETCH_BLOCK_BYTES_MAX};
 use crate::types::GroupId;
 
@@ -87,13 +88,19 @@ pub(crate) async fn serve(
 /// Calls of the peer protocol that are not Raft's: fetching blocks.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
-    channels: PeerChannels,
+    transport: Arc<dyn PeerTransport>,
 }
 
 impl PeerClient {
-    /// A client over `channels` (shared with the process's Raft networks).
+    /// A client over gRPC `channels` (shared with the process's Raft
+    /// networks).
     pub fn new(channels: PeerChannels) -> PeerClient {
-        PeerClient { channels }
+        PeerClient::over(Arc::new(channels))
+    }
+
+    /// A client over any transport.
+    pub fn over(transport: Arc<dyn PeerTransport>) -> PeerClient {
+        PeerClient { transport }
     }
 
     /// The block whose BLAKE3 is `hash` from the peer at `addr`, verified;
@@ -104,19 +111,12 @@ impl PeerClient {
         group: GroupId,
         hash: [u8; 32],
     ) -> Result<Option<Bytes>, PeerClientError> {
-        let mut client =
-            self.channels
-                .client(addr)
-                .map_err(|reason| PeerClientError::BadAddress {
-                    addr: addr.to_string(),
-                    reason,
-                })?;
-        let request = proto::FetchBlockRequest {
+        let request = PeerRequest::FetchBlock(proto::FetchBlockRequest {
             group_id: group.0,
             hash: Bytes::copy_from_slice(&hash),
-        };
-        let timeout = self.channels.options().fetch_block_timeout;
-        let reply = tokio::time::timeout(timeout, client.fetch_block(request))
+        });
+        let timeout = self.transport.options().fetch_block_timeout;
+        let reply = tokio::time::timeout(timeout, self.transport.unary(addr, request))
             .await
             .map_err(|_| PeerClientError::Timeout {
                 addr: addr.to_string(),
@@ -131,8 +131,16 @@ impl PeerClient {
                     addr: addr.to_string(),
                     status: Box::new(status),
                 },
-            })?
-            .into_inner();
+            })?;
+        let reply = match reply {
+            PeerReply::FetchBlock(reply) => reply,
+            other => {
+                return Err(PeerClientError::Status {
+                    addr: addr.to_string(),
+                    status: Box::new(wrong_reply("FetchBlock", &other)),
+                })
+            }
+        };
         if !reply.found {
             return Ok(None);
         }

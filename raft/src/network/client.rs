@@ -24,9 +24,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::convert::{
     self, AppendEntriesRequest, SnapshotResponse, StreamAppendResult, VoteRequest, VoteResponse,
 };
-use super::error::{bad_address_error, status_to_rpc_error, timeout_error, wire_to_rpc_error};
+use super::error::{status_to_rpc_error, timeout_error, wire_to_rpc_error};
 use super::proto::peer_client::PeerClient as GrpcPeerClient;
 use super::snapshot_file::SnapshotFile;
+use super::transport::{wrong_reply, PeerReply, PeerRequest, PeerTransport};
 use super::{snapshot_send, stream_append, PEER_MESSAGE_BYTES_MAX};
 use crate::types::{GroupId, Node, NodeId, Snapshot, TypeConfig, Vote};
 
@@ -143,16 +144,21 @@ impl PeerChannels {
 pub struct PeerNetwork {
     id: NodeId,
     group: GroupId,
-    channels: PeerChannels,
+    transport: Arc<dyn PeerTransport>,
 }
 
 impl PeerNetwork {
-    /// The network of node `id` in `group`, over `channels`.
+    /// The network of node `id` in `group`, over gRPC `channels`.
     pub fn new(id: NodeId, group: GroupId, channels: PeerChannels) -> PeerNetwork {
+        PeerNetwork::over(id, group, Arc::new(channels))
+    }
+
+    /// The network of node `id` in `group`, over any transport.
+    pub fn over(id: NodeId, group: GroupId, transport: Arc<dyn PeerTransport>) -> PeerNetwork {
         PeerNetwork {
             id,
             group,
-            channels,
+            transport,
         }
     }
 }
@@ -161,17 +167,13 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
-        let client = self.channels.client(&node.addr);
-        if let Err(reason) = &client {
-            tracing::warn!(target, addr = %node.addr, %reason, "invalid peer address");
-        }
         PeerConnection {
             id: self.id,
             target,
             addr: node.addr.clone(),
             group: self.group,
-            client,
-            options: self.channels.options.clone(),
+            options: self.transport.options().clone(),
+            transport: Arc::clone(&self.transport),
         }
     }
 }
@@ -183,21 +185,28 @@ pub struct PeerConnection {
     pub(crate) target: NodeId,
     pub(crate) addr: String,
     pub(crate) group: GroupId,
-    client: Result<GrpcClient, String>,
+    pub(crate) transport: Arc<dyn PeerTransport>,
     pub(crate) options: PeerOptions,
 }
 
 impl PeerConnection {
-    /// A client for one call; an invalid address is `Unreachable`.
-    pub(crate) fn client(&self) -> Result<GrpcClient, RpcError> {
-        self.client
-            .clone()
-            .map_err(|reason| bad_address_error(&self.addr, &reason))
-    }
-
     /// How long to wait for a reply that may follow a disk write.
     pub(crate) fn response_timeout(&self, option: &RPCOption) -> Duration {
         option.soft_ttl().max(self.options.response_timeout_floor)
+    }
+
+    /// Sends one unary request under `timeout`; `action` names it in a
+    /// timeout error.
+    async fn call(
+        &self,
+        action: RPCTypes,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerReply, RpcError> {
+        tokio::time::timeout(timeout, self.transport.unary(&self.addr, request))
+            .await
+            .map_err(|_| timeout_error(action, self.id, self.target, timeout))?
+            .map_err(|status| status_to_rpc_error(&status))
     }
 
     async fn call_vote(
@@ -206,22 +215,21 @@ impl PeerConnection {
         option: RPCOption,
         pre_vote: bool,
     ) -> Result<VoteResponse, RpcError> {
-        let mut client = self.client()?;
         let message = convert::vote_request_to_proto(self.group.0, &request);
+        let request = if pre_vote {
+            PeerRequest::PreVote(message)
+        } else {
+            PeerRequest::Vote(message)
+        };
+        let kind = request.kind();
         // A vote is fsynced by the voter before it replies.
         let timeout = self.response_timeout(&option);
-        let call = async {
-            if pre_vote {
-                client.pre_vote(message).await
-            } else {
-                client.vote(message).await
+        match self.call(RPCTypes::Vote, request, timeout).await? {
+            PeerReply::Vote(reply) => {
+                convert::vote_reply_from_proto(reply).map_err(|e| wire_to_rpc_error(&e))
             }
-        };
-        let reply = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| timeout_error(RPCTypes::Vote, self.id, self.target, timeout))?
-            .map_err(|status| status_to_rpc_error(&status))?;
-        convert::vote_reply_from_proto(reply.into_inner()).map_err(|e| wire_to_rpc_error(&e))
+            other => Err(status_to_rpc_error(&wrong_reply(kind, &other))),
+        }
     }
 }
 
@@ -237,19 +245,18 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<openraft::raft::AppendEntriesResponse<TypeConfig>, RpcError> {
         use openraft::raft::AppendEntriesResponse;
-        let mut client = self.client()?;
         let mut messages =
             convert::split_append(self.group.0, &rpc).map_err(|e| wire_to_rpc_error(&e))?;
         let parts = messages.len();
         let message = messages.swap_remove(0);
         let request_last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let timeout = self.response_timeout(&option);
-        let reply = tokio::time::timeout(timeout, client.append_entries(message))
-            .await
-            .map_err(|_| timeout_error(RPCTypes::AppendEntries, self.id, self.target, timeout))?
-            .map_err(|status| status_to_rpc_error(&status))?;
-        let result = convert::append_reply_from_proto(reply.into_inner())
-            .map_err(|e| wire_to_rpc_error(&e))?;
+        let request = PeerRequest::Append(message);
+        let reply = match self.call(RPCTypes::AppendEntries, request, timeout).await? {
+            PeerReply::Append(reply) => reply,
+            other => return Err(status_to_rpc_error(&wrong_reply("AppendEntries", &other))),
+        };
+        let result = convert::append_reply_from_proto(reply).map_err(|e| wire_to_rpc_error(&e))?;
         Ok(match result {
             Ok(matching) if parts == 1 && matching == request_last => {
                 AppendEntriesResponse::Success
@@ -262,8 +269,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         })
     }
 
-    /// AppendEntries over one bidirectional gRPC stream; see
-    /// `stream_append` for the ordering and timeout rules.
+    /// AppendEntries over one bidirectional stream when the transport has
+    /// them (see `stream_append` for the ordering and timeout rules);
+    /// otherwise one unary request at a time, as openraft does by default.
     fn stream_append<'s, S>(
         &'s mut self,
         input: S,
@@ -272,6 +280,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     where
         S: Stream<Item = AppendEntriesRequest> + OptionalSend + Unpin + 'static,
     {
+        if !self.transport.streams_append() {
+            return openraft::network::stream_append_sequential(self, input, option);
+        }
         Box::pin(stream_append::open(self, input, option))
     }
 
@@ -296,14 +307,18 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         req: convert::TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<convert::TransferLeaderResponse, RpcError> {
-        let mut client = self.client()?;
         let message = convert::transfer_request_to_proto(self.group.0, &req);
         let timeout = self.response_timeout(&option);
-        let reply = tokio::time::timeout(timeout, client.transfer_leader(message))
-            .await
-            .map_err(|_| timeout_error(RPCTypes::TransferLeader, self.id, self.target, timeout))?
-            .map_err(|status| status_to_rpc_error(&status))?;
-        convert::transfer_reply_from_proto(reply.into_inner()).map_err(|e| wire_to_rpc_error(&e))
+        let request = PeerRequest::TransferLeader(message);
+        match self
+            .call(RPCTypes::TransferLeader, request, timeout)
+            .await?
+        {
+            PeerReply::TransferLeader(reply) => {
+                convert::transfer_reply_from_proto(reply).map_err(|e| wire_to_rpc_error(&e))
+            }
+            other => Err(status_to_rpc_error(&wrong_reply("TransferLeader", &other))),
+        }
     }
 
     async fn full_snapshot(

@@ -19,14 +19,6 @@ use crate::types::{GroupId, NodeId, TypeConfig};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PeerClientError {
-    /// The address is not a valid peer address.
-    #[error("invalid peer address {addr:?}: {reason}")]
-    BadAddress {
-        /// The address.
-        addr: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// The peer does not host the group.
     #[error("peer {addr} does not host {group}")]
     UnknownGroup {
@@ -96,13 +88,6 @@ pub(crate) fn status_to_rpc_error(status: &Status) -> RPCError<TypeConfig> {
 /// The openraft error for a reply that does not decode.
 pub(crate) fn wire_to_rpc_error(error: &WireError) -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::new(error))
-}
-
-/// The openraft error for an address that is not a valid URI.
-pub(crate) fn bad_address_error(addr: &str, reason: &str) -> RPCError<TypeConfig> {
-    RPCError::Unreachable(Unreachable::from_string(format!(
-        "invalid peer address {addr:?}: {reason}"
-    )))
 }
 
 /// The openraft error for a call that passed its deadline.

@@ -27,6 +27,7 @@ mod snapshot_file;
 mod snapshot_recv;
 mod snapshot_send;
 mod stream_append;
+mod transport;
 
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ pub use serve::{serve_peer, PREFACE_TIMEOUT, SHUTDOWN_GRACE};
 pub use server::{GroupHandle, GroupRegistry, PeerService};
 pub use snapshot_file::{SnapshotFile, SnapshotFileError, SNAPSHOT_READ_STEP_BYTES};
 pub use snapshot_recv::INCOMING_DIR;
+pub use transport::{
+    unreachable, AppendReplies, IncomingChunks, LocalTransport, OutgoingChunks, PeerEndpoint,
+    PeerReply, PeerRequest, PeerTransport,
+};
 
 /// Largest gRPC message the peer service and its clients encode or decode.
 /// It must hold the largest journal record (one entry travels whole) plus the

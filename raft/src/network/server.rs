@@ -12,7 +12,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 
 use finkfs_seam::DiskRef;
-use futures_util::{Stream, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, Stream, StreamExt};
 use openraft::raft::AppendEntriesResponse;
 use openraft::storage::RaftStateMachine;
 use tokio::sync::watch;
@@ -23,6 +24,7 @@ use super::convert::{self, AppendEntriesRequest, StreamAppendResult, WireError};
 use super::proto::peer_server::{Peer, PeerServer};
 use super::proto::{self};
 use super::snapshot_file::SnapshotFile;
+use super::transport::{IncomingChunks, PeerEndpoint, PeerReply, PeerRequest};
 use super::{snapshot_recv, PEER_MESSAGE_BYTES_MAX, STREAM_IDLE_TIMEOUT};
 use crate::types::{GroupId, LogId, Raft, TypeConfig};
 
@@ -292,50 +294,61 @@ fn inbound_requests(
     })
 }
 
-#[tonic::async_trait]
-impl<SM> Peer for PeerService<SM>
+impl<SM> PeerService<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
 {
+    /// The reply to one request of the peer protocol, whatever carried it.
+    pub async fn handle_unary(&self, request: PeerRequest) -> Result<PeerReply, Status> {
+        match request {
+            PeerRequest::Vote(message) => self.vote(message, false).await.map(PeerReply::Vote),
+            PeerRequest::PreVote(message) => self.vote(message, true).await.map(PeerReply::Vote),
+            PeerRequest::Append(message) => self.append(message).await.map(PeerReply::Append),
+            PeerRequest::TransferLeader(message) => self
+                .transfer_leader(message)
+                .await
+                .map(PeerReply::TransferLeader),
+            PeerRequest::FetchBlock(message) => {
+                let handle = self.registry.require(GroupId(message.group_id))?;
+                blocks::serve(handle.blocks.clone(), &message.hash)
+                    .await
+                    .map(PeerReply::FetchBlock)
+            }
+        }
+    }
+
+    /// Receives one snapshot and installs it, whatever carried the chunks.
+    pub async fn handle_install_snapshot(
+        &self,
+        chunks: IncomingChunks,
+    ) -> Result<proto::SnapshotReply, Status> {
+        snapshot_recv::receive(Arc::clone(&self.registry), chunks).await
+    }
+
     async fn vote(
         &self,
-        request: Request<proto::VoteRequest>,
-    ) -> Result<Response<proto::VoteReply>, Status> {
-        let message = request.into_inner();
+        message: proto::VoteRequest,
+        pre_vote: bool,
+    ) -> Result<proto::VoteReply, Status> {
         let handle = self.registry.require(GroupId(message.group_id))?;
         handle.check_may_vote()?;
+        let what = if pre_vote {
+            "pre-vote request"
+        } else {
+            "vote request"
+        };
         let vote_request =
-            convert::vote_request_from_proto(message).map_err(|e| invalid("vote request", &e))?;
-        let response = handle
-            .raft
-            .vote(vote_request)
-            .await
-            .map_err(|e| stopped(&e))?;
-        Ok(Response::new(convert::vote_reply_to_proto(&response)))
+            convert::vote_request_from_proto(message).map_err(|e| invalid(what, &e))?;
+        let response = if pre_vote {
+            handle.raft.pre_vote(vote_request).await
+        } else {
+            handle.raft.vote(vote_request).await
+        };
+        let response = response.map_err(|e| stopped(&e))?;
+        Ok(convert::vote_reply_to_proto(&response))
     }
 
-    async fn pre_vote(
-        &self,
-        request: Request<proto::VoteRequest>,
-    ) -> Result<Response<proto::VoteReply>, Status> {
-        let message = request.into_inner();
-        let handle = self.registry.require(GroupId(message.group_id))?;
-        handle.check_may_vote()?;
-        let vote_request = convert::vote_request_from_proto(message)
-            .map_err(|e| invalid("pre-vote request", &e))?;
-        let response = handle
-            .raft
-            .pre_vote(vote_request)
-            .await
-            .map_err(|e| stopped(&e))?;
-        Ok(Response::new(convert::vote_reply_to_proto(&response)))
-    }
-
-    async fn append_entries(
-        &self,
-        request: Request<proto::AppendRequest>,
-    ) -> Result<Response<proto::AppendReply>, Status> {
-        let message = request.into_inner();
+    async fn append(&self, message: proto::AppendRequest) -> Result<proto::AppendReply, Status> {
         let handle = self.registry.require(GroupId(message.group_id))?;
         let append = convert::append_from_proto(message)
             .map_err(|e| invalid("AppendEntries message", &e))?;
@@ -347,7 +360,74 @@ where
             .await
             .map_err(|e| stopped(&e))?;
         let result = unary_result(response, prev, last)?;
-        Ok(Response::new(convert::append_reply_to_proto(&result)))
+        Ok(convert::append_reply_to_proto(&result))
+    }
+
+    async fn transfer_leader(
+        &self,
+        message: proto::TransferLeaderRequest,
+    ) -> Result<proto::TransferLeaderReply, Status> {
+        let handle = self.registry.require(GroupId(message.group_id))?;
+        let transfer = convert::transfer_request_from_proto(message)
+            .map_err(|e| invalid("TransferLeader request", &e))?;
+        let response = handle
+            .raft
+            .handle_transfer_leader(transfer)
+            .await
+            .map_err(|e| stopped(&e))?;
+        Ok(convert::transfer_reply_to_proto(&response))
+    }
+}
+
+/// Delivery within a process ([`super::LocalTransport`], the simulator).
+impl<SM> PeerEndpoint for PeerService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    fn handle_unary(&self, request: PeerRequest) -> BoxFuture<'static, Result<PeerReply, Status>> {
+        let service = self.clone();
+        async move { PeerService::handle_unary(&service, request).await }.boxed()
+    }
+
+    fn handle_install_snapshot(
+        &self,
+        chunks: IncomingChunks,
+    ) -> BoxFuture<'static, Result<proto::SnapshotReply, Status>> {
+        let service = self.clone();
+        async move { PeerService::handle_install_snapshot(&service, chunks).await }.boxed()
+    }
+}
+
+/// The gRPC face of the service: each call unwraps its request and runs the
+/// transport-free handler above.
+#[tonic::async_trait]
+impl<SM> Peer for PeerService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
+{
+    async fn vote(
+        &self,
+        request: Request<proto::VoteRequest>,
+    ) -> Result<Response<proto::VoteReply>, Status> {
+        PeerService::vote(self, request.into_inner(), false)
+            .await
+            .map(Response::new)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<proto::VoteRequest>,
+    ) -> Result<Response<proto::VoteReply>, Status> {
+        PeerService::vote(self, request.into_inner(), true)
+            .await
+            .map(Response::new)
+    }
+
+    async fn append_entries(
+        &self,
+        request: Request<proto::AppendRequest>,
+    ) -> Result<Response<proto::AppendReply>, Status> {
+        self.append(request.into_inner()).await.map(Response::new)
     }
 
     type StreamAppendStream = ReplyStream;
@@ -395,34 +475,29 @@ where
         &self,
         request: Request<Streaming<proto::SnapshotChunk>>,
     ) -> Result<Response<proto::SnapshotReply>, Status> {
-        let reply =
-            snapshot_recv::receive(Arc::clone(&self.registry), request.into_inner()).await?;
-        Ok(Response::new(reply))
+        self.handle_install_snapshot(request.into_inner().boxed())
+            .await
+            .map(Response::new)
     }
 
     async fn transfer_leader(
         &self,
         request: Request<proto::TransferLeaderRequest>,
     ) -> Result<Response<proto::TransferLeaderReply>, Status> {
-        let message = request.into_inner();
-        let handle = self.registry.require(GroupId(message.group_id))?;
-        let transfer = convert::transfer_request_from_proto(message)
-            .map_err(|e| invalid("TransferLeader request", &e))?;
-        let response = handle
-            .raft
-            .handle_transfer_leader(transfer)
+        PeerService::transfer_leader(self, request.into_inner())
             .await
-            .map_err(|e| stopped(&e))?;
-        Ok(Response::new(convert::transfer_reply_to_proto(&response)))
+            .map(Response::new)
     }
 
     async fn fetch_block(
         &self,
         request: Request<proto::FetchBlockRequest>,
     ) -> Result<Response<proto::FetchBlockReply>, Status> {
-        let message = request.into_inner();
-        let handle = self.registry.require(GroupId(message.group_id))?;
-        let reply = blocks::serve(handle.blocks.clone(), &message.hash).await?;
-        Ok(Response::new(reply))
+        PeerService::handle_unary(self, PeerRequest::FetchBlock(request.into_inner()))
+            .await
+            .and_then(|reply| match reply {
+                PeerReply::FetchBlock(reply) => Ok(Response::new(reply)),
+                other => Err(super::transport::wrong_reply("FetchBlock", &other)),
+            })
     }
 }

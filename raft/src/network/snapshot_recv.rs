@@ -20,13 +20,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use finkfs_seam::{DiskRef, FileRef};
+use futures_util::StreamExt;
 use openraft::storage::RaftStateMachine;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use super::convert::{self, hash_from_bytes};
 use super::proto;
 use super::server::{invalid, stopped, GroupHandle, GroupRegistry};
 use super::snapshot_file::SnapshotFile;
+use super::transport::IncomingChunks;
 use super::{SNAPSHOT_CHUNK_BYTES, SNAPSHOT_FILE_BYTES_MAX, STREAM_IDLE_TIMEOUT};
 use crate::types::{GroupId, Snapshot, SnapshotMeta, TypeConfig};
 
@@ -39,7 +41,7 @@ const PART_FILE: &str = "receiving.part";
 /// Receives one snapshot stream and installs it.
 pub(crate) async fn receive<SM>(
     registry: Arc<GroupRegistry<SM>>,
-    mut inbound: Streaming<proto::SnapshotChunk>,
+    mut inbound: IncomingChunks,
 ) -> Result<proto::SnapshotReply, Status>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
@@ -105,14 +107,12 @@ where
     Ok(())
 }
 
-async fn next_chunk(
-    inbound: &mut Streaming<proto::SnapshotChunk>,
-) -> Result<Option<proto::SnapshotChunk>, Status> {
-    match tokio::time::timeout(STREAM_IDLE_TIMEOUT, inbound.message()).await {
+async fn next_chunk(inbound: &mut IncomingChunks) -> Result<Option<proto::SnapshotChunk>, Status> {
+    match tokio::time::timeout(STREAM_IDLE_TIMEOUT, inbound.next()).await {
         Err(_) => Err(Status::deadline_exceeded(
             "no snapshot chunk arrived in time",
         )),
-        Ok(result) => result,
+        Ok(item) => item.transpose(),
     }
 }
 
@@ -120,7 +120,7 @@ async fn next_chunk(
 async fn receive_file<SM>(
     handle: &GroupHandle<SM>,
     first: proto::SnapshotChunk,
-    mut inbound: Streaming<proto::SnapshotChunk>,
+    mut inbound: IncomingChunks,
 ) -> Result<SnapshotFile, Status>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
@@ -153,7 +153,7 @@ where
 async fn receive_chunks(
     mut part: Part,
     first: proto::SnapshotChunk,
-    inbound: &mut Streaming<proto::SnapshotChunk>,
+    inbound: &mut IncomingChunks,
 ) -> Result<(Part, (u64, [u8; 32])), Status> {
     let group_id = first.group_id;
     let mut chunk = first;

@@ -51,7 +51,6 @@ pub(crate) async fn send(
     cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
     option: RPCOption,
 ) -> Result<SnapshotResponse, SendError> {
-    let mut client = connection.client()?;
     let signature = snapshot.meta.signature();
     let storage_error = |error: &SnapshotFileError| {
         let source = <TypeConfig as RaftTypeConfig>::ErrorSource::from_error(error);
@@ -76,7 +75,9 @@ pub(crate) async fn send(
     let chunk_timeout = connection.response_timeout(&option);
     let install_timeout = connection.options.snapshot_install_timeout;
     let (id, target) = (connection.id, connection.target);
-    let call = client.install_snapshot(chunks.into_stream());
+    let call = connection
+        .transport
+        .install_snapshot(&connection.addr, Box::pin(chunks.into_stream()));
     // Biased: branch order is fixed rather than drawn at random, so a run
     // replays; the reply is looked at first as before.
     let reply = tokio::select! {
@@ -96,7 +97,7 @@ pub(crate) async fn send(
         return Err(storage_error(&failure));
     }
     let reply = reply.map_err(|status| SendError::from(status_to_rpc_error(&status)))?;
-    let vote = convert::vote_from_proto(reply.into_inner().vote, "vote")
+    let vote = convert::vote_from_proto(reply.vote, "vote")
         .map_err(|e| SendError::from(wire_to_rpc_error(&e)))?;
     Ok(SnapshotResponse::new(vote))
 }

@@ -1,4 +1,5 @@
-//! AppendEntries as one bidirectional gRPC stream (client side).
+//! AppendEntries as one bidirectional stream (client side), for transports
+//! that have streams (gRPC).
 //!
 //! openraft hands over a stream of requests and expects a stream of results,
 //! one per request, in request order (`StreamAppendResult`: the log id the
@@ -24,12 +25,12 @@ use openraft::base::BoxStream;
 use openraft::error::NetworkError;
 use openraft::network::RPCOption;
 use openraft::RPCTypes;
-use tonic::Streaming;
 
 use super::client::{PeerConnection, RpcError};
 use super::convert::{self, AppendEntriesRequest, StreamAppendResult, WireError};
 use super::error::{status_to_rpc_error, timeout_error, wire_to_rpc_error};
 use super::proto;
+use super::transport::AppendReplies;
 use crate::types::NodeId;
 
 /// What the request side tells the reply side: how many wire messages each
@@ -55,17 +56,19 @@ pub(crate) async fn open<'s, S>(
 where
     S: Stream<Item = AppendEntriesRequest> + Send + Unpin + 'static,
 {
-    let mut client = connection.client()?;
     let shared: Shared = Arc::default();
     let outgoing = outgoing(connection.group.0, input, Arc::clone(&shared));
     let timeout = connection.response_timeout(&option);
     let (id, target) = (connection.id, connection.target);
-    let response = tokio::time::timeout(timeout, client.stream_append(outgoing))
+    let opening = connection
+        .transport
+        .stream_append(&connection.addr, outgoing.boxed());
+    let replies = tokio::time::timeout(timeout, opening)
         .await
         .map_err(|_| timeout_error(RPCTypes::AppendEntries, id, target, timeout))?
         .map_err(|status| status_to_rpc_error(&status))?;
     let replies = Replies {
-        replies: response.into_inner(),
+        replies,
         shared,
         timeout,
         id,
@@ -115,7 +118,7 @@ where
 
 /// The reply side of one stream.
 struct Replies {
-    replies: Streaming<proto::AppendReply>,
+    replies: AppendReplies,
     shared: Shared,
     timeout: Duration,
     id: NodeId,
@@ -130,7 +133,9 @@ impl Replies {
             return None;
         }
         loop {
-            let received = tokio::time::timeout(self.timeout, self.replies.message()).await;
+            let received = tokio::time::timeout(self.timeout, self.replies.next())
+                .await
+                .map(Option::transpose);
             let step = match received {
                 Err(_elapsed) if lock(&self.shared).parts.is_empty() => continue,
                 Err(_elapsed) => Some(Err(timeout_error(

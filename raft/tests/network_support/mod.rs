@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions};
 use finkfs_raft::network::{
-    serve_peer, BlockSource, GroupHandle, GroupRegistry, PeerChannels, PeerNetwork, PeerOptions,
-    PeerService, SnapshotFile, SHUTDOWN_GRACE,
+    serve_peer, BlockSource, GroupHandle, GroupRegistry, LocalTransport, PeerChannels, PeerNetwork,
+    PeerOptions, PeerService, SnapshotFile, SHUTDOWN_GRACE,
 };
 use finkfs_raft::types::{
     AppCommand, AppResponse, EntryPayload, GroupId, LogId, Node, NodeId, Raft, Snapshot,
@@ -192,6 +192,22 @@ pub fn config() -> Arc<Config> {
     Arc::new(config.validate().expect("valid raft config"))
 }
 
+/// What carries the peer messages of a test cluster.
+#[derive(Clone, Debug)]
+pub enum Wire {
+    /// gRPC over loopback TCP, each node's service on its own port.
+    Grpc,
+    /// Handed to the target's service within the process.
+    Local(LocalTransport),
+}
+
+impl Wire {
+    /// An in-process wire with no nodes yet.
+    pub fn local() -> Wire {
+        Wire::Local(LocalTransport::new(PeerOptions::default()))
+    }
+}
+
 /// One running node of the test cluster.
 pub struct TestNode {
     pub id: NodeId,
@@ -202,6 +218,7 @@ pub struct TestNode {
     pub registry: Arc<GroupRegistry<KvStateMachine>>,
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    local: Option<LocalTransport>,
     _dir: tempfile::TempDir,
 }
 
@@ -213,6 +230,15 @@ impl TestNode {
     }
 
     pub async fn start_with_blocks(id: NodeId, blocks: Option<Arc<dyn BlockSource>>) -> TestNode {
+        TestNode::start_on(id, blocks, &Wire::Grpc).await
+    }
+
+    /// Starts node `id` with its peer messages carried by `wire`.
+    pub async fn start_on(
+        id: NodeId,
+        blocks: Option<Arc<dyn BlockSource>>,
+        wire: &Wire,
+    ) -> TestNode {
         let dir = tempfile::tempdir().expect("temporary directory");
         let disk: DiskRef = Arc::new(RealDisk::open(dir.path()).expect("real disk"));
         let group_dir = Path::new(GROUP_DIR);
@@ -223,11 +249,20 @@ impl TestNode {
         let snapshot_dir = group_dir.join("snapshots");
         let state_machine = KvStateMachine::new(Arc::clone(&disk), snapshot_dir.clone());
         let state = Arc::clone(&state_machine.state);
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local address").to_string();
-        let network = PeerNetwork::new(id, GROUP, PeerChannels::new(PeerOptions::default()));
+        let (listener, addr, network) = match wire {
+            Wire::Grpc => {
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                let addr = listener.local_addr().expect("local address").to_string();
+                let channels = PeerChannels::new(PeerOptions::default());
+                (Some(listener), addr, PeerNetwork::new(id, GROUP, channels))
+            }
+            Wire::Local(transport) => {
+                let network = PeerNetwork::over(id, GROUP, Arc::new(transport.clone()));
+                (None, format!("node-{id}"), network)
+            }
+        };
         let raft = Raft::new(id, config(), network, store, state_machine)
             .await
             .expect("start raft");
@@ -237,11 +272,22 @@ impl TestNode {
             handle = handle.with_block_source(blocks);
         }
         registry.insert(GROUP, handle);
-        let (stop_server, stopped) = oneshot::channel();
         let service = PeerService::new(Arc::clone(&registry));
-        let server = tokio::spawn(serve_peer(listener, service, async {
-            let _ = stopped.await;
-        }));
+        let (mut stop_server, mut server, mut local) = (None, None, None);
+        match (listener, wire) {
+            (Some(listener), _) => {
+                let (stop, stopped) = oneshot::channel();
+                stop_server = Some(stop);
+                server = Some(tokio::spawn(serve_peer(listener, service, async {
+                    let _ = stopped.await;
+                })));
+            }
+            (None, Wire::Local(transport)) => {
+                transport.register(&addr, Arc::new(service));
+                local = Some(transport.clone());
+            }
+            (None, Wire::Grpc) => unreachable!("a gRPC node always has a listener"),
+        }
         TestNode {
             id,
             addr,
@@ -249,8 +295,9 @@ impl TestNode {
             state,
             disk,
             registry,
-            stop_server: Some(stop_server),
-            server: Some(server),
+            stop_server,
+            server,
+            local,
             _dir: dir,
         }
     }
@@ -271,6 +318,9 @@ impl TestNode {
     /// Stops the peer service; returns how long it took.
     pub async fn stop_service(&mut self) -> Duration {
         let started = tokio::time::Instant::now();
+        if let Some(transport) = self.local.take() {
+            transport.unregister(&self.addr);
+        }
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
@@ -290,9 +340,14 @@ impl TestNode {
 
 /// Starts nodes `ids` and initializes them as one group of voters.
 pub async fn start_cluster(ids: &[NodeId]) -> Vec<TestNode> {
+    start_cluster_on(ids, &Wire::Grpc).await
+}
+
+/// Starts nodes `ids` over `wire` and initializes them as one group.
+pub async fn start_cluster_on(ids: &[NodeId], wire: &Wire) -> Vec<TestNode> {
     let mut nodes = Vec::new();
     for id in ids {
-        nodes.push(TestNode::start(*id).await);
+        nodes.push(TestNode::start_on(*id, None, wire).await);
     }
     let members: BTreeMap<NodeId, Node> = nodes.iter().map(|n| (n.id, n.node())).collect();
     nodes[0]
