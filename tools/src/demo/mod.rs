@@ -10,9 +10,9 @@
 //! narrated on stdout; progress goes to stderr. It exits with 0 only if
 //! every alert was served byte-identical (and every step worked).
 
-mod alerts;
-mod nodes;
-mod steps;
+pub(crate) mod alerts;
+pub(crate) mod nodes;
+pub(crate) mod steps;
 mod story;
 mod summary;
 

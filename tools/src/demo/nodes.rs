@@ -116,6 +116,36 @@ impl LocalCluster {
             .prefix("finkfs-demo-")
             .tempdir()
             .context("cannot create a temporary directory for the nodes")?;
+        LocalCluster::start_in_temp(bin, count, timings, keep, temp).await
+    }
+
+    /// [`LocalCluster::start`] with the nodes' directories under `parent`
+    /// (the benchmark puts them on the disk it measures).
+    pub(crate) async fn start_under(
+        bin: &Path,
+        count: u64,
+        timings: Timings,
+        parent: &Path,
+    ) -> anyhow::Result<LocalCluster> {
+        let temp = tempfile::Builder::new()
+            .prefix("finkfs-nodes-")
+            .tempdir_in(parent)
+            .with_context(|| {
+                format!(
+                    "cannot create a directory for the nodes in {}",
+                    parent.display()
+                )
+            })?;
+        LocalCluster::start_in_temp(bin, count, timings, false, temp).await
+    }
+
+    async fn start_in_temp(
+        bin: &Path,
+        count: u64,
+        timings: Timings,
+        keep: bool,
+        temp: tempfile::TempDir,
+    ) -> anyhow::Result<LocalCluster> {
         let mut cluster = LocalCluster {
             bin: bin.to_path_buf(),
             timings,
@@ -192,6 +222,25 @@ impl LocalCluster {
         self.launch(id).await
     }
 
+    /// Starts every stopped node at once, then waits until each listens:
+    /// after a power cut of the whole cluster, the nodes reopen their data
+    /// side by side, as they would on separate machines.
+    pub(crate) async fn restart_all(&mut self) -> anyhow::Result<()> {
+        let stopped: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_none())
+            .map(|n| n.id)
+            .collect();
+        for &id in &stopped {
+            self.spawn(id)?;
+        }
+        for &id in &stopped {
+            self.await_listening(id).await?;
+        }
+        Ok(())
+    }
+
     /// An error naming the first node that exited while it should run.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {
@@ -230,6 +279,12 @@ impl LocalCluster {
 
     /// Spawns node `id` and waits until it says where it listens.
     async fn launch(&mut self, id: u64) -> anyhow::Result<()> {
+        self.spawn(id)?;
+        self.await_listening(id).await
+    }
+
+    /// Spawns node `id` on the addresses it had (port 0 the first time).
+    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
         let bin = self.bin.clone();
         let timings = self.timings;
         let node = self.node_mut(id)?;
@@ -256,6 +311,12 @@ impl LocalCluster {
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         node.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node `id` says where it listens, and records it.
+    async fn await_listening(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
         let (peer, client) = wait_listening(node).await?;
         node.peer = peer;
         node.client = client;
