@@ -25,6 +25,10 @@ pub mod manifest;
 pub mod membership;
 pub mod object_path;
 pub mod reader;
+pub mod repair;
+// The scrubber runs in the daemon, outside the simulator (clock, spawns).
+#[allow(clippy::disallowed_methods)]
+pub mod scrub;
 pub mod snapshot;
 pub mod state_machine;
 pub mod store;

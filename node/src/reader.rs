@@ -17,6 +17,7 @@ use crate::hex::hex;
 use crate::index::{Applied, Index, IndexView};
 use crate::manifest::{Manifest, ManifestBlock};
 use crate::object_path::check_object_path;
+use crate::repair::DamagedBlock;
 use crate::store::StoreError;
 
 /// A cheap, cloneable, thread-safe read handle on an object store.
@@ -141,6 +142,21 @@ impl ObjectReader {
             return Ok(None);
         };
         Ok(Some(self.blocks.read(&entry.location)?))
+    }
+}
+
+impl ObjectReader {
+    /// Where block `hash` lies and what is wrong with it, when the index
+    /// knows it and its copy does not verify (or cannot be read); `None`
+    /// when the block is unknown or reads back intact.
+    pub fn damaged_block(&self, hash: &[u8; 32]) -> Result<Option<DamagedBlock>, StoreError> {
+        let Some(entry) = self.index.block_location(hash)? else {
+            return Ok(None);
+        };
+        Ok(match self.blocks.read(&entry.location) {
+            Ok(_) => None,
+            Err(error) => DamagedBlock::from_read_error(entry.location, &error),
+        })
     }
 }
 

@@ -20,6 +20,7 @@
 mod backend;
 mod error;
 mod header_shadow;
+mod quarantine;
 mod rebuild;
 mod shield;
 mod txn;
@@ -38,6 +39,10 @@ use crate::hex::hex;
 use crate::manifest::Manifest;
 
 pub use error::IndexError;
+pub use quarantine::{
+    QuarantineRecord, QuarantineStatus, QUARANTINE_KEY_BYTES, QUARANTINE_LIST_MAX,
+    QUARANTINE_REASON_BYTES_MAX, QUARANTINE_RECORD_VERSION,
+};
 pub use txn::IndexTxn;
 pub use values::INDEX_FORMAT_VERSION;
 pub use view::{BlockTable, CheckedBlockEntry, CheckedObject, IndexView};

@@ -130,6 +130,22 @@ impl Core {
         Ok(())
     }
 
+    /// Repairs one damaged block copy with `copy` (or quarantines it when
+    /// there is none): the one writer of the store does it, between two
+    /// applies, in its own immediate index transaction that leaves the
+    /// applied log id as it is.
+    pub fn repair_block(
+        &mut self,
+        damaged: &crate::repair::DamagedBlock,
+        copy: Option<&[u8]>,
+        now_unix_ms: u64,
+    ) -> Result<crate::repair::BlockOutcome, StateMachineError> {
+        let applied = self.store.index().applied()?;
+        let outcome = crate::repair::repair_in_store(&mut self.store, damaged, copy, now_unix_ms)?;
+        debug_assert_eq!(self.store.index().applied().ok().flatten(), applied);
+        Ok(outcome)
+    }
+
     /// A consistent view for a snapshot, taken once the index is durable at
     /// least up to what the view covers.
     pub fn durable_view(&mut self) -> Result<IndexView, StateMachineError> {

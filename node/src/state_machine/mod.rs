@@ -157,6 +157,14 @@ impl StateMachine {
         self.reader.clone()
     }
 
+    /// A handle through which read repair and the scrubber ask this state
+    /// machine, the one writer of the store, to repair damaged blocks.
+    pub fn repair_handle(&self) -> RepairHandle {
+        RepairHandle {
+            core: self.core.clone(),
+        }
+    }
+
     /// The snapshot directory, relative to the disk root: the peer network
     /// receives snapshots into its `incoming/` subdirectory (on the same
     /// disk handle, so an install moves rather than copies them).
@@ -190,6 +198,33 @@ impl StateMachine {
         let report = install::install(self, meta, file).await?;
         tracing::info!(last = ?meta.last_log_id, fetched = report.blocks_fetched, "snapshot installed");
         Ok(report)
+    }
+}
+
+/// Sends repair requests to the state machine that owns the store (see
+/// [`StateMachine::repair_handle`]); cheap to clone.
+#[derive(Clone)]
+pub struct RepairHandle {
+    core: Arc<Mutex<Core>>,
+}
+
+impl std::fmt::Debug for RepairHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepairHandle").finish_non_exhaustive()
+    }
+}
+
+impl RepairHandle {
+    /// Repairs `damaged` with `copy` (verified again), or quarantines it
+    /// when `copy` is `None`; see [`crate::repair::repair_in_store`].
+    pub async fn repair(
+        &self,
+        damaged: crate::repair::DamagedBlock,
+        copy: Option<bytes::Bytes>,
+        now_unix_ms: u64,
+    ) -> Result<crate::repair::BlockOutcome, StateMachineError> {
+        let core = self.core.clone();
+        blocking(move || lock(&core)?.repair_block(&damaged, copy.as_deref(), now_unix_ms)).await
     }
 }
 
