@@ -8,6 +8,11 @@
 //! block ends the stream with DATA_LOSS, never with its bytes. Blocks are
 //! not reclaimed while a node runs, so an object replaced during a long
 //! read still streams the version whose header was sent.
+//!
+//! With read repair on, a damaged block is first repaired from a peer that
+//! holds an intact copy (the damaged copy is quarantined) and the verified
+//! bytes are served; DATA_LOSS, naming the object and the block, is left
+//! for a block no replica holds intact.
 
 use std::sync::Arc;
 
@@ -23,9 +28,12 @@ use super::proto::{
 };
 use super::server::Shared;
 use super::{DATA_CHUNK_BYTES, GET_CHUNKS_AHEAD_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
-use crate::manifest::Manifest;
+use crate::blocks::BlockError;
+use crate::hex::hex;
+use crate::manifest::{Manifest, ManifestBlock};
 use crate::object_path::{check_object_path, OBJECT_PATH_BYTES_MAX};
 use crate::reader::ObjectReader;
+use crate::repair::{LiveOutcome, ReadRepair};
 use crate::store::StoreError;
 
 /// The reply stream of a Get.
@@ -92,7 +100,10 @@ where
     tx.send(Ok(header))
         .await
         .map_err(|_| Status::cancelled("client went away"))?;
-    let reader = shared.reader.clone();
+    let reader = Reading {
+        reader: shared.reader.clone(),
+        repair: shared.read_repair.get().cloned(),
+    };
     let counters = Arc::clone(&shared.counters);
     finkfs_raft::rt::spawn(async move {
         let sent = stream_range(&reader, &request.path, &manifest, start, len, &tx).await;
@@ -110,7 +121,7 @@ where
 
 /// Sends the bytes `start..start + len` of the object block by block.
 async fn stream_range(
-    reader: &ObjectReader,
+    reader: &Reading,
     path: &str,
     manifest: &Manifest,
     start: u64,
@@ -122,9 +133,7 @@ async fn stream_range(
     for block in &manifest.blocks {
         let block_end = block_start + u64::from(block.len);
         if block_end > start && block_start < end {
-            let owned_path = path.to_string();
-            let entry = *block;
-            let data = blocking(reader, move |r| r.read_object_block(&owned_path, &entry)).await?;
+            let data = reader.block(path, block).await?;
             if data.len() != block.len as usize {
                 return Err(Status::data_loss(format!(
                     "block of object {path} is {} bytes, its manifest says {}",
@@ -152,6 +161,67 @@ async fn stream_range(
         }
     }
     Ok(())
+}
+
+/// A read handle and, when on, the repair of damaged blocks.
+struct Reading {
+    reader: ObjectReader,
+    repair: Option<ReadRepair>,
+}
+
+impl Reading {
+    /// One block of the object at `path`, verified; a damaged block is
+    /// repaired from a peer first when read repair is on.
+    async fn block(&self, path: &str, block: &ManifestBlock) -> Result<Vec<u8>, Status> {
+        let (owned_path, entry) = (path.to_string(), *block);
+        let reader = self.reader.clone();
+        let read = finkfs_raft::rt::blocking(move || reader.read_object_block(&owned_path, &entry))
+            .await
+            .map_err(|e| task_failed(&e))?;
+        let error = match read {
+            Ok(data) => return Ok(data),
+            Err(error) => error,
+        };
+        let Some(repair) = self.repair.as_ref().filter(|_| repairable(&error)) else {
+            return Err(store_error(&error));
+        };
+        let hash = block.hash;
+        let found = blocking(&self.reader, move |r| r.damaged_block(&hash)).await?;
+        let Some(damaged) = found else {
+            // Intact after all (repaired by another read meanwhile).
+            let (owned_path, entry) = (path.to_string(), *block);
+            return blocking(&self.reader, move |r| {
+                r.read_object_block(&owned_path, &entry)
+            })
+            .await;
+        };
+        match repair.repair(damaged).await {
+            LiveOutcome::Repaired(data) => Ok(data.to_vec()),
+            LiveOutcome::ReadAgain => {
+                let (owned_path, entry) = (path.to_string(), *block);
+                blocking(&self.reader, move |r| {
+                    r.read_object_block(&owned_path, &entry)
+                })
+                .await
+            }
+            LiveOutcome::Unrepairable { reason } => {
+                tracing::error!(object = %path, block = %hex(&hash), %reason, "damaged block has no intact copy on any replica; not served");
+                Err(Status::data_loss(format!(
+                    "object {path}: block {} is damaged and no replica holds an intact copy; not served ({reason})",
+                    hex(&hash)
+                )))
+            }
+        }
+    }
+}
+
+/// Whether a failed read is damage a copy from a peer can repair: a block
+/// that does not verify or a sector the disk cannot read.
+fn repairable(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Block(BlockError::Corrupt { .. } | BlockError::Io { .. })
+    )
 }
 
 /// What is stored at a path.

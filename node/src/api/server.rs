@@ -176,6 +176,8 @@ where
     pub(crate) counters: Arc<ApiCounters>,
     /// The automatic backups' outcome, when they are on.
     pub(crate) backup: std::sync::OnceLock<Arc<BackupState>>,
+    /// Repairs damaged blocks a read meets, when set.
+    pub(crate) read_repair: std::sync::OnceLock<crate::repair::ReadRepair>,
 }
 
 impl<SM> Shared<SM>
@@ -277,6 +279,12 @@ where
         let _ = self.shared.backup.set(state);
     }
 
+    /// Repairs damaged blocks that reads meet through `repair` (once):
+    /// without it a damaged block is DATA_LOSS even when a peer holds it.
+    pub fn repair_reads(&self, repair: crate::repair::ReadRepair) {
+        let _ = self.shared.read_repair.set(repair);
+    }
+
     pub fn new(
         id: NodeId,
         group: GroupId,
@@ -305,6 +313,7 @@ where
             vote_blockers,
             counters,
             backup: std::sync::OnceLock::new(),
+            read_repair: std::sync::OnceLock::new(),
         };
         ClientService {
             shared: Arc::new(shared),

@@ -32,6 +32,10 @@
 //! keep_last = 24
 //! keep_daily = 7
 //! keep_weekly = 4
+//!
+//! [scrub]
+//! period_s = 86400
+//! rate_mib = 100
 //! ```
 
 use std::net::SocketAddr;
@@ -45,6 +49,7 @@ use serde::Deserialize;
 use super::backup::{BackupSettings, ARCHIVE_INTERVAL_DEFAULT, BACKUP_INTERVAL_DEFAULT};
 use crate::api::{MemberAddr, OBJECT_BYTES_MAX_DEFAULT, WRITE_TIMEOUT_DEFAULT};
 use crate::backup::Retention;
+use crate::scrub::{ScrubSettings, SCRUB_PERIOD_DEFAULT};
 
 /// Default interval of leader heartbeats.
 pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
@@ -136,6 +141,15 @@ pub struct Flags {
     /// Backups kept: the newest of each of the last N weeks (default 4).
     #[arg(long, value_name = "N")]
     pub backup_keep_weekly: Option<u32>,
+    /// A full scrub pass (every block and journal record read and
+    /// verified, damage repaired from the peers) completes within this
+    /// many seconds (default 86400); 0 turns the scrubber off.
+    #[arg(long, value_name = "SECONDS")]
+    pub scrub_period_s: Option<u64>,
+    /// Cap on the scrub read rate, MiB per second (default: no cap beyond
+    /// the built-in ceiling of 256 MiB/s).
+    #[arg(long, value_name = "MIB")]
+    pub scrub_rate_mib: Option<u64>,
     /// TEST ONLY, hidden: the fsyncs of the Raft log (journal and meta) do
     /// nothing, so the node acknowledges writes that a power cut loses.
     /// Exists so that the power-cut harness can show it catches that bug;
@@ -164,6 +178,15 @@ struct FileConfig {
     apply: FileApply,
     #[serde(default)]
     backup: FileBackup,
+    #[serde(default)]
+    scrub: FileScrub,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScrub {
+    period_s: Option<u64>,
+    rate_mib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -253,6 +276,8 @@ pub struct NodeConfig {
     pub apply: ApplySettings,
     /// Automatic backups, if on.
     pub backup: Option<BackupSettings>,
+    /// The scrubber.
+    pub scrub: ScrubSettings,
 }
 
 /// Why the settings are not usable.
@@ -422,6 +447,16 @@ fn merge(flags: Flags, file: FileConfig) -> Result<NodeConfig, ConfigError> {
         raft,
         apply,
         backup: backup_settings(&flags_backup, file.backup),
+        scrub: ScrubSettings {
+            period: flags
+                .scrub_period_s
+                .or(file.scrub.period_s)
+                .map_or(SCRUB_PERIOD_DEFAULT, Duration::from_secs),
+            rate_cap_bytes_per_s: flags
+                .scrub_rate_mib
+                .or(file.scrub.rate_mib)
+                .map(|mib| mib.saturating_mul(1 << 20)),
+        },
     };
     check(&config)?;
     Ok(config)
@@ -499,6 +534,9 @@ fn check(config: &NodeConfig) -> Result<(), ConfigError> {
         if backup.retention.keep_last == 0 {
             return invalid("backup_keep_last", "must be at least 1".into());
         }
+    }
+    if config.scrub.rate_cap_bytes_per_s == Some(0) {
+        return invalid("scrub_rate_mib", "must be at least 1".into());
     }
     let mut ids: Vec<NodeId> = config.initial_members.iter().map(|m| m.id).collect();
     ids.sort_unstable();

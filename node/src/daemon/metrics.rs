@@ -21,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use super::disk_metrics::{DiskStats, SYNC_BUCKETS_SECONDS};
 use crate::api::ApiCounters;
 use crate::backup::BackupState;
+use crate::repair::RepairStats;
+use crate::scrub::ScrubStats;
 
 /// Longest request head read.
 const REQUEST_HEAD_BYTES_MAX: usize = 8 << 10;
@@ -48,6 +50,10 @@ where
     pub may_vote: bool,
     /// The automatic backups, when they are on.
     pub backup: Option<Arc<BackupState>>,
+    /// The scrubber's counters.
+    pub scrub: Arc<ScrubStats>,
+    /// Damage found and repairs made, by the scrubber and by reads.
+    pub repair: Arc<RepairStats>,
 }
 
 impl<SM> MetricsSources<SM>
@@ -61,7 +67,63 @@ where
         self.render_disk(&mut out);
         self.render_api(&mut out);
         self.render_backup(&mut out);
+        self.render_scrub(&mut out);
         out
+    }
+
+    /// The scrubber and repairs: a dashboard alerts on
+    /// `finkfs_scrub_unrepairable_total` rising, or on
+    /// `finkfs_scrub_last_pass_unix` older than the period.
+    fn render_scrub(&self, out: &mut String) {
+        let labels = self.labels();
+        let scrub = &self.scrub;
+        let repair = &self.repair;
+        let counters = [
+            (
+                "finkfs_scrub_bytes_total",
+                "Bytes the scrubber read and verified (blocks and journal).",
+                scrub.bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "finkfs_scrub_passes_total",
+                "Full scrub passes completed.",
+                scrub.passes.load(Ordering::Relaxed),
+            ),
+            (
+                "finkfs_scrub_repaired_total",
+                "Damaged blocks replaced by an intact copy (found by the scrubber or a read).",
+                RepairStats::get(&repair.repaired),
+            ),
+            (
+                "finkfs_scrub_unrepairable_total",
+                "Damaged blocks met with no intact copy on any replica (counted each time met).",
+                RepairStats::get(&repair.unrepairable),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+        let name = "finkfs_scrub_damage_found_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Damage found by the scrubber or a read, by structure."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (structure, value) in [
+            ("block", RepairStats::get(&repair.block_damage_found)),
+            ("journal", RepairStats::get(&repair.journal_damage_found)),
+        ] {
+            let _ = writeln!(out, "{name}{{{labels},structure=\"{structure}\"}} {value}");
+        }
+        gauge(
+            out,
+            "finkfs_scrub_last_pass_unix",
+            "Unix time the last full scrub pass ended (0: none yet).",
+            &labels,
+            scrub.last_pass_unix.load(Ordering::Relaxed),
+        );
     }
 
     /// Backup health: a dashboard alerts on `time() -

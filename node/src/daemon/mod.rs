@@ -45,6 +45,8 @@ use tokio::task::JoinHandle;
 
 use crate::api::{ApiOptions, ClientService, MemberAddr};
 use crate::reader::ObjectReader;
+use crate::repair::{ReadRepair, RepairStats, RepairingBlockSource};
+use crate::scrub::{spawn_scrubber, ScrubStats, Scrubber};
 use crate::state_machine::{StateMachine, StateMachineError, StateMachineOptions};
 use config::{ConfigError, Flags, NodeConfig};
 use disk_metrics::{DiskStats, MeteredDisk};
@@ -318,6 +320,17 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     )?;
     let reader = state_machine.reader();
     let snapshot_dir = state_machine.snapshot_dir().to_path_buf();
+    let repair_stats = Arc::new(RepairStats::default());
+    let read_repair = ReadRepair::new(
+        state_machine.repair_handle(),
+        Arc::new(PeerBlockFetcher::new(
+            config.id,
+            GROUP,
+            PeerClient::new(channels.clone()),
+            Arc::clone(&raft_cell),
+        )),
+        Arc::clone(&repair_stats),
+    );
 
     let network = MemberNetwork::new(PeerNetwork::new(config.id, GROUP, channels));
     let raft = Raft::new(
@@ -334,7 +347,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
 
     let registry = Arc::new(GroupRegistry::new());
     let mut handle = GroupHandle::new(raft.clone(), Arc::clone(&disk), snapshot_dir)
-        .with_block_source(Arc::new(reader.clone()));
+        .with_block_source(Arc::new(RepairingBlockSource::new(
+            reader.clone(),
+            read_repair.clone(),
+        )));
     if !vote_blockers.is_empty() {
         handle = handle.refusing_votes(vote_blockers.join("; "));
     }
@@ -356,6 +372,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         vote_blockers,
     );
     let counters = client_service.counters();
+    client_service.repair_reads(read_repair.clone());
     let backup_shown = config
         .backup
         .as_ref()
@@ -396,6 +413,18 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         ));
         state
     });
+    let scrub_stats = Arc::new(ScrubStats::default());
+    if config.scrub.is_enabled() {
+        let scrubber = Scrubber::new(
+            reader.clone(),
+            read_repair,
+            Arc::clone(&disk),
+            group_dir.join(finkfs_raft::log_store::JOURNAL_DIR),
+            config.scrub,
+            Arc::clone(&scrub_stats),
+        );
+        other_tasks.push(spawn_scrubber(scrubber, stopped.clone()));
+    }
     if let Some(listener) = listeners.metrics {
         let sources = Arc::new(MetricsSources {
             id: config.id,
@@ -405,6 +434,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             api: counters,
             may_vote,
             backup: backup_state,
+            scrub: scrub_stats,
+            repair: repair_stats,
         });
         other_tasks.push(tokio::spawn(serve_metrics(
             listener,

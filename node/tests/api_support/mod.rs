@@ -41,6 +41,7 @@ pub fn node_config(id: u64, data_dir: PathBuf) -> NodeConfig {
             sync_interval: Duration::from_millis(200),
         },
         backup: None,
+        scrub: finkfs_node::scrub::ScrubSettings::default(),
     }
 }
 
