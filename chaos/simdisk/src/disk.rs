@@ -279,6 +279,13 @@ impl DiskFile for SimFile {
         self.disk.lock().write_at(self.id, offset, buf)
     }
 
+    /// One write of the concatenation: a vectored write is torn, lost or
+    /// kept by a power cut exactly as that write would be.
+    fn write_vectored_at(&self, offset: u64, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
+        let joined = finkfs_seam::join(bufs);
+        self.disk.lock().write_at(self.id, offset, &joined)
+    }
+
     fn len(&self) -> io::Result<u64> {
         self.disk.lock().len(self.id)
     }

@@ -28,7 +28,7 @@ mod path;
 mod real;
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,6 +43,14 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `buf` at `offset`, extending the file if needed.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Writes the concatenation of `bufs` at `offset`: the same bytes, the
+    /// same outcome and the same fault model as one `write_at` of the joined
+    /// buffer (a power cut may keep, lose or tear any part of it; an error
+    /// may leave any part of it written). The default joins the pieces and
+    /// calls `write_at`; [`RealDisk`] writes them without the copy.
+    fn write_vectored_at(&self, offset: u64, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        self.write_at(offset, &join(bufs))
+    }
     /// Current length in bytes (as the running system sees it, synced or not).
     fn len(&self) -> io::Result<u64>;
     /// Whether the file is empty.
@@ -53,6 +61,16 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
     /// Makes every write and length change so far durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+}
+
+/// The concatenation of `bufs`, in one buffer.
+pub fn join(bufs: &[IoSlice<'_>]) -> Vec<u8> {
+    let total = bufs.iter().map(|buf| buf.len()).sum();
+    let mut joined = Vec::with_capacity(total);
+    for buf in bufs {
+        joined.extend_from_slice(buf);
+    }
+    joined
 }
 
 /// A shared handle to an open file.
