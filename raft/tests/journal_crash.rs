@@ -9,7 +9,7 @@ mod journal_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use finkfs_raft::journal::{Journal, JournalError, JournalOptions};
+use finkfs_raft::journal::{Append, HashedPayload, Journal, JournalError, JournalOptions};
 use finkfs_simdisk::{CrashPolicy, SimDisk};
 use journal_support::*;
 use proptest::prelude::*;
@@ -20,6 +20,9 @@ enum Op {
         count: u8,
         salt: u8,
         large: bool,
+        /// One `append_batch` of all `count` records instead of one
+        /// `append` each.
+        batched: bool,
     },
     Sync,
     Truncate {
@@ -36,8 +39,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1u8..8, any::<u8>(), prop::bool::weighted(0.1))
-            .prop_map(|(count, salt, large)| Op::Append { count, salt, large }),
+        6 => (1u8..8, any::<u8>(), prop::bool::weighted(0.1), any::<bool>())
+            .prop_map(|(count, salt, large, batched)| Op::Append { count, salt, large, batched }),
         3 => Just(Op::Sync),
         1 => (0u8..14).prop_map(|back| Op::Truncate { back }),
         1 => (0u8..14).prop_map(|ahead| Op::Purge { ahead }),
@@ -140,7 +143,18 @@ impl Run {
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let result = match *op {
-            Op::Append { count, salt, large } => self.append(count, salt, large),
+            Op::Append {
+                count,
+                salt,
+                large,
+                batched: false,
+            } => self.append(count, salt, large),
+            Op::Append {
+                count,
+                salt,
+                large,
+                batched: true,
+            } => self.append_batch(count, salt, large),
             Op::Sync => self.journal.sync().map(|()| {
                 self.model.required = self.model.current.keys().copied().collect();
             }),
@@ -181,6 +195,45 @@ impl Run {
             }
             self.journal.append(index, self.model.term, &bytes)?;
             self.model.append(index, (self.model.term, bytes));
+        }
+        Ok(())
+    }
+
+    /// Like [`Run::append`], in one batch. A batch cut short may have
+    /// landed in part (one write per segment), so each of its records is
+    /// acceptable after a crash, and held only once the whole batch is in.
+    fn append_batch(&mut self, count: u8, salt: u8, large: bool) -> Result<(), JournalError> {
+        let start = match self.model.current.last_key_value() {
+            Some((last, _)) => last + 1,
+            None => u64::from(salt % 40) + 1,
+        };
+        let term = self.model.term;
+        let hashed: Vec<HashedPayload<Vec<u8>>> = (start..start + u64::from(count))
+            .map(|index| {
+                let bytes = payload(index, term, u64::from(salt));
+                HashedPayload::new(if large { bytes.repeat(8) } else { bytes })
+            })
+            .collect();
+        let batch: Vec<Append<'_, Vec<u8>>> = (start..)
+            .zip(&hashed)
+            .map(|(index, payload)| Append {
+                index,
+                term,
+                payload,
+            })
+            .collect();
+        for append in &batch {
+            let value = (term, append.payload.bytes().to_vec());
+            self.model
+                .acceptable
+                .entry(append.index)
+                .or_default()
+                .push(value);
+        }
+        self.journal.append_batch(&batch)?;
+        for append in &batch {
+            let value = (term, append.payload.bytes().to_vec());
+            self.model.current.insert(append.index, value);
         }
         Ok(())
     }

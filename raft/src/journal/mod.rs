@@ -7,7 +7,8 @@
 //! recovery rules are in `docs/format/journal.md`.
 //!
 //! Durability contract:
-//! * [`Journal::append`] writes into the page cache only;
+//! * [`Journal::append`] and [`Journal::append_batch`] write into the page
+//!   cache only (a batch with as few vectored writes as it can);
 //! * [`Journal::sync`] makes every append so far durable with one fsync of the
 //!   active segment (group commit);
 //! * [`Journal::truncate_after`] and [`Journal::purge_up_to`] are durable when
@@ -40,6 +41,7 @@ pub use reader::JournalReader;
 pub use record::HashedPayload;
 pub use report::{Damage, RecoveryReport, TornTail};
 pub use segment::FORMAT_VERSION;
+pub use writer::{Append, WRITE_BYTES_MAX};
 
 use state::State;
 
@@ -89,7 +91,7 @@ pub struct Journal {
     poisoned: bool,
     /// Appends since the last sync of the tail segment.
     unsynced: bool,
-    /// Reused encoding buffer, so an append allocates nothing.
+    /// Reused buffer for the record headers of a write.
     scratch: Vec<u8>,
 }
 

@@ -132,9 +132,11 @@ impl<B: AsRef<[u8]>> HashedPayload<B> {
     }
 }
 
-/// Encodes a record into `out` (cleared first) and returns its header.
-/// The payload must fit in a `u32` length: the caller checks the record ceiling.
-pub fn encode<B: AsRef<[u8]>>(
+/// Appends the header of a record to `out` and returns its fields. On disk
+/// the payload follows the header, then [`padding`]: the writer hands the
+/// three pieces to one vectored write, so the payload is never copied here.
+/// The payload must fit in a `u32` length: the caller checks the ceiling.
+pub fn encode_header<B: AsRef<[u8]>>(
     out: &mut Vec<u8>,
     at: &Placement,
     payload: &HashedPayload<B>,
@@ -157,7 +159,7 @@ pub fn encode<B: AsRef<[u8]>>(
         chain: chain(&previous_chain, &checksum),
     };
 
-    out.clear();
+    let start = out.len();
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&index.to_le_bytes());
@@ -165,12 +167,19 @@ pub fn encode<B: AsRef<[u8]>>(
     out.extend_from_slice(&synced_len.to_le_bytes());
     out.extend_from_slice(&header.checksum);
     out.extend_from_slice(&header.chain);
-    assert_eq!(out.len(), HEADER_BYTES);
-    out.extend_from_slice(payload.bytes());
-    let total = usize::try_from(header.record_bytes()).expect("record fits in memory");
-    out.resize(total, 0);
-    debug_assert_eq!(Unverified::parse(out).map(|u| u.fields), Ok(header));
+    assert_eq!(out.len() - start, HEADER_BYTES);
+    debug_assert_eq!(
+        Unverified::parse(&out[start..]).map(|u| u.fields),
+        Ok(header)
+    );
     header
+}
+
+/// The zeros that follow a payload of `payload_len` bytes.
+pub fn padding(payload_len: u32) -> &'static [u8] {
+    const ZEROS: [u8; ALIGN_BYTES as usize] = [0; ALIGN_BYTES as usize];
+    let len = padded(u64::from(payload_len)) - u64::from(payload_len);
+    &ZEROS[..usize::try_from(len).expect("padding is under 8 bytes")]
 }
 
 /// The record checksum: the header fields before it and the payload's hash.
@@ -291,6 +300,15 @@ fn hash_at(bytes: &[u8], at: usize) -> Hash {
 mod tests {
     use super::*;
 
+    /// The whole record as it lands on disk: header, payload, padding.
+    fn encode(out: &mut Vec<u8>, at: &Placement, payload: &HashedPayload<&[u8]>) -> RecordHeader {
+        out.clear();
+        let header = encode_header(out, at, payload);
+        out.extend_from_slice(payload.bytes());
+        out.extend_from_slice(padding(header.payload_len));
+        header
+    }
+
     fn verify(bytes: &[u8]) -> Result<RecordHeader, String> {
         let unverified = Unverified::parse(bytes)?;
         let len = usize::try_from(unverified.claimed_payload_len()).unwrap();
@@ -312,7 +330,7 @@ mod tests {
                 synced_len: 80,
                 previous_chain: [1u8; 32],
             };
-            let header = encode(&mut out, &at, &HashedPayload::new(&payload));
+            let header = encode(&mut out, &at, &HashedPayload::new(&payload[..]));
             assert_eq!(out.len() as u64 % ALIGN_BYTES, 0);
             assert_eq!(out.len() as u64, header.record_bytes());
             assert_eq!(verify(&out), Ok(header));
@@ -328,7 +346,7 @@ mod tests {
             synced_len: 80,
             previous_chain: [0u8; 32],
         };
-        let header = encode(&mut out, &at, &HashedPayload::new(b"alert payload"));
+        let header = encode(&mut out, &at, &HashedPayload::new(&b"alert payload"[..]));
         for bit in 0..(CHAIN_OFFSET + 13) * 8 {
             let mut damaged = out.clone();
             let at = if bit / 8 < CHAIN_OFFSET {

@@ -2,7 +2,8 @@
 //! every write is applied in the order openraft issued it. One async body,
 //! run on its own thread or as a task (see [`WriterRun`]).
 //!
-//! Appends are drained into one batch, written, then made durable with ONE
+//! Appends are drained into one batch, written with one journal batch (a
+//! few large vectored writes), then made durable with ONE
 //! journal sync (group commit); only then are their `IOFlushed` callbacks
 //! fired, in order. Any other request ends the batch first, so it always sees
 //! every earlier append durable. A failed write or sync poisons the store.
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 use super::durable::DurableState;
 use super::error::LogStoreError;
 use super::shared::Shared;
-use crate::journal::{HashedPayload, Journal};
+use crate::journal::{Append, HashedPayload, Journal};
 use crate::meta::MetaStore;
 use crate::rt::{self, IoKind};
 use crate::types::{Entry, IOFlushed, LogId, Vote};
@@ -80,6 +81,14 @@ pub(crate) struct Queued {
     pub request: Request,
     /// Released when the writer takes the request off the queue.
     pub _permit: OwnedSemaphorePermit,
+}
+
+/// Payload bytes of encoded entries.
+fn encoded_bytes(encoded: &[EncodedEntry]) -> u64 {
+    encoded
+        .iter()
+        .map(|hashed| hashed.bytes().len() as u64)
+        .sum()
 }
 
 /// The state the writer owns.
@@ -168,18 +177,19 @@ impl Writer {
         None
     }
 
-    /// Writes this append and every append queued behind it (up to the
-    /// group-commit ceilings), syncs once, then fires the callbacks in
-    /// order. Returns the first non-append request met, to serve next.
+    /// Takes this append and every append queued behind it (up to the
+    /// group-commit ceilings), writes them all with one journal batch, syncs
+    /// once, then fires the callbacks in order. Returns the first non-append
+    /// request met, to serve next.
     async fn group_commit(
         &mut self,
         entries: Vec<Entry>,
         encoded: Vec<EncodedEntry>,
         callback: IOFlushed,
     ) -> Option<Request> {
+        let mut bytes = encoded_bytes(&encoded);
+        let mut batch = vec![(entries, encoded)];
         let mut callbacks = vec![callback];
-        let mut bytes = 0u64;
-        let mut result = self.write_entries(&entries, &encoded, &mut bytes);
         let held = loop {
             if callbacks.len() >= GROUP_COMMIT_APPENDS_MAX || bytes >= GROUP_COMMIT_BYTES_MAX {
                 break None;
@@ -194,15 +204,16 @@ impl Writer {
                         },
                     ..
                 }) => {
+                    bytes += encoded_bytes(&encoded);
+                    batch.push((entries, encoded));
                     callbacks.push(callback);
-                    if result.is_ok() {
-                        result = self.write_entries(&entries, &encoded, &mut bytes);
-                    }
                 }
                 Ok(other) => break Some(other.request),
                 Err(_empty_or_disconnected) => break None,
             }
         };
+        let result = self.write_entries(&batch);
+        drop(batch);
         // The fsync's latency under the simulator (nothing otherwise): the
         // batch is written but not yet synced, appends arriving meanwhile
         // form the next batch, and a power cut may land here.
@@ -227,28 +238,31 @@ impl Writer {
         held
     }
 
-    /// Appends encoded entries to the journal (page cache only), then
-    /// takes them out of the pending queue: readers now find them in the
-    /// journal.
+    /// Appends the entries of a group commit to the journal in one batch
+    /// (page cache only, a few large writes), then takes them out of the
+    /// pending queue: readers found them there until now, and find them in
+    /// the journal from now on.
     fn write_entries(
         &mut self,
-        entries: &[Entry],
-        encoded: &[EncodedEntry],
-        bytes: &mut u64,
+        batch: &[(Vec<Entry>, Vec<EncodedEntry>)],
     ) -> Result<(), LogStoreError> {
         self.check_failed()?;
-        assert_eq!(entries.len(), encoded.len(), "one encoding per entry");
-        for (entry, hashed) in entries.iter().zip(encoded) {
-            let log_id = &entry.log_id;
-            let written = self
-                .journal
-                .append_hashed(log_id.index, log_id.leader_id.term, hashed)
-                .map_err(LogStoreError::from);
-            self.fail_on_error(written)?;
-            *bytes += hashed.bytes().len() as u64;
+        let mut records = Vec::new();
+        for (entries, encoded) in batch {
+            assert_eq!(entries.len(), encoded.len(), "one encoding per entry");
+            records.extend(entries.iter().zip(encoded).map(|(entry, hashed)| Append {
+                index: entry.log_id.index,
+                term: entry.log_id.leader_id.term,
+                payload: hashed,
+            }));
         }
+        let written = self
+            .journal
+            .append_batch(&records)
+            .map_err(LogStoreError::from);
+        self.fail_on_error(written)?;
         let mut shared = self.shared.lock();
-        for entry in entries {
+        for entry in batch.iter().flat_map(|(entries, _)| entries) {
             let front = shared.pending.pop_front();
             assert!(front.is_some_and(|front| front.log_id == entry.log_id));
         }

@@ -126,6 +126,8 @@ pub fn locate(disk: &SimDisk, index: u64) -> (PathBuf, Placed) {
 #[derive(Debug, Clone)]
 pub struct CountingDisk {
     inner: DiskRef,
+    /// Calls of `write_at` and `write_vectored_at`, one each.
+    pub writes: Arc<AtomicU64>,
     pub file_syncs: Arc<AtomicU64>,
     pub dir_syncs: Arc<AtomicU64>,
     pub in_sync: Arc<AtomicBool>,
@@ -136,6 +138,7 @@ impl CountingDisk {
     pub fn new(inner: DiskRef) -> CountingDisk {
         CountingDisk {
             inner,
+            writes: Arc::default(),
             file_syncs: Arc::default(),
             dir_syncs: Arc::default(),
             in_sync: Arc::default(),
@@ -169,7 +172,12 @@ impl DiskFile for CountingFile {
         self.inner.read_at(offset, buf)
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.disk.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write_at(offset, buf)
+    }
+    fn write_vectored_at(&self, offset: u64, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
+        self.disk.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write_vectored_at(offset, bufs)
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()

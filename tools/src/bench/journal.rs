@@ -6,6 +6,9 @@
 //! the ratio isolates what the journal adds: record headers, BLAKE3 over
 //! every byte, segment rolls.
 //!
+//! Each batch is appended with one `Journal::append_batch` and synced with
+//! one `Journal::sync`, as the log store's writer does a group commit.
+//!
 //! The journal is measured two ways. *Inline*: one thread hashes each
 //! payload, appends and syncs, so hashing and I/O never overlap. *Pipelined*:
 //! a producer thread hashes payloads ([`HashedPayload`]) and hands them to the
@@ -24,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use finkfs_raft::journal::{HashedPayload, Journal, JournalOptions};
+use finkfs_raft::journal::{Append, HashedPayload, Journal, JournalOptions};
 use finkfs_seam::{Disk, DiskRef, RealDisk};
 
 use super::stats::{median, mib_per_s};
@@ -206,19 +209,18 @@ fn measure_journal_inline(
 ) -> anyhow::Result<f64> {
     let record = payload(record_bytes);
     let records = args.bytes_per_run.0.div_ceil(record_bytes);
+    let per_batch = records_per_batch(record_bytes, args);
     let start = Instant::now();
     let (mut journal, _) =
         Journal::open(disk.clone(), dir.join("journal"), JournalOptions::default())?;
-    let mut unsynced = 0u64;
-    for index in 1..=records {
-        journal.append(index, 1, &record)?;
-        unsynced += record_bytes;
-        if unsynced >= args.batch_bytes.0 {
-            journal.sync()?;
-            unsynced = 0;
-        }
+    let mut next = 1u64;
+    while next <= records {
+        let count = per_batch.min(records - next + 1);
+        let hashed: Vec<HashedPayload<&[u8]>> = (0..count)
+            .map(|_| HashedPayload::new(&record[..]))
+            .collect();
+        next = commit(&mut journal, next, &hashed)?;
     }
-    journal.sync()?;
     Ok(start.elapsed().as_secs_f64())
 }
 
@@ -230,6 +232,7 @@ fn measure_journal_pipelined(
 ) -> anyhow::Result<f64> {
     let record: Arc<[u8]> = payload(record_bytes).into();
     let records = args.bytes_per_run.0.div_ceil(record_bytes);
+    let per_batch = usize::try_from(records_per_batch(record_bytes, args))?;
     let depth = usize::try_from((PIPELINE_DEPTH_BYTES / record_bytes).max(1))?;
     let start = Instant::now();
     let (tx, rx) = mpsc::sync_channel::<HashedPayload<Arc<[u8]>>>(depth);
@@ -245,24 +248,47 @@ fn measure_journal_pipelined(
         })?;
     let (mut journal, _) =
         Journal::open(disk.clone(), dir.join("journal"), JournalOptions::default())?;
-    let mut unsynced = 0u64;
-    let mut index = 1u64;
+    let mut next = 1u64;
+    let mut batch = Vec::with_capacity(per_batch);
     for hashed in rx {
-        journal.append_hashed(index, 1, &hashed)?;
-        index += 1;
-        unsynced += record_bytes;
-        if unsynced >= args.batch_bytes.0 {
-            journal.sync()?;
-            unsynced = 0;
+        batch.push(hashed);
+        if batch.len() == per_batch {
+            next = commit(&mut journal, next, &batch)?;
+            batch.clear();
         }
     }
-    journal.sync()?;
+    next = commit(&mut journal, next, &batch)?;
     let elapsed = start.elapsed().as_secs_f64();
     producer
         .join()
         .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
-    anyhow::ensure!(index - 1 == records, "the producer stopped early");
+    anyhow::ensure!(next - 1 == records, "the producer stopped early");
     Ok(elapsed)
+}
+
+/// Records between two syncs: the first count whose bytes reach the batch.
+fn records_per_batch(record_bytes: u64, args: &JournalBenchArgs) -> u64 {
+    args.batch_bytes.0.div_ceil(record_bytes).max(1)
+}
+
+/// One group commit, as the log store's writer does it: the batch appended
+/// in one call, then one sync. Returns the index after the batch.
+fn commit<B: AsRef<[u8]>>(
+    journal: &mut Journal,
+    first: u64,
+    batch: &[HashedPayload<B>],
+) -> anyhow::Result<u64> {
+    let appends: Vec<Append<'_, B>> = (first..)
+        .zip(batch)
+        .map(|(index, payload)| Append {
+            index,
+            term: 1,
+            payload,
+        })
+        .collect();
+    journal.append_batch(&appends)?;
+    journal.sync()?;
+    Ok(first + batch.len() as u64)
 }
 
 /// Incompressible bytes, so no layer below can cheat by compressing.
