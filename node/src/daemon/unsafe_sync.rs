@@ -13,7 +13,7 @@
 //! synced committed id naming lost entries, which the node detects and
 //! refuses to start on: a different bug from the one to show.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::Path;
 
 use finkfs_seam::{Disk, DiskFile, DiskRef, FileRef};
@@ -85,6 +85,9 @@ impl DiskFile for UnsyncedFile {
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.inner.write_at(offset, buf)
+    }
+    fn write_vectored_at(&self, offset: u64, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        self.inner.write_vectored_at(offset, bufs)
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
