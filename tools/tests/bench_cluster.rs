@@ -50,7 +50,8 @@ fn quick_cluster_bench_prints_every_row_with_sane_numbers() {
                 .iter()
                 .filter_map(|w| w.trim_end_matches('%').parse().ok())
                 .collect();
-            // MiB/s, obj/s, ÷lim/3, amp, p50, p99, RSS, CPU nodes, CPU bench, errors
+            // MiB/s, obj/s, ÷lim/3, amp, p50, p99, RSS, CPU nodes, CPU bench,
+            // errors (the capped column is not a number)
             assert_eq!(numbers.len(), 10, "{row:?}");
             assert!(
                 numbers[0] > 0.0 && numbers[1] > 0.0,

@@ -73,6 +73,8 @@ pub struct Ingested {
     pub bench_cpu_percent: f64,
     /// Every acknowledged object: path and size (kept for reads).
     pub stored: Vec<(String, u64)>,
+    /// Whether it stopped at the byte ceiling before the deadline.
+    pub capped: bool,
 }
 
 impl Ingested {
@@ -194,6 +196,7 @@ pub async fn run(
             cpu_percent: busy.cpu_percent,
         },
         bench_cpu_percent: rss::cpu_percent(own_ticks, seconds),
+        capped: total.bytes >= budget.bytes_max,
         stored: total.stored,
     })
 }

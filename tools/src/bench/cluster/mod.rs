@@ -44,9 +44,13 @@ const NODES: u64 = 3;
 pub const PEER_ALERT_BYTES: u64 = 55_000;
 /// Size of the medium objects.
 const MIB: u64 = 1 << 20;
-/// Write-amplification guess for the recovery's disk-space check when no
-/// 1 MiB run measured it.
-const AMPLIFICATION_GUESS: f64 = 3.0;
+/// Write-amplification guess for the disk-space checks when no 1 MiB run
+/// measured it (the journal and the blocks each hold the payload once).
+const AMPLIFICATION_GUESS: f64 = 2.5;
+/// Share of the free disk space a workload may fill.
+const DISK_SHARE_MAX: f64 = 0.8;
+/// A workload refuses to start with less room than this for its objects.
+const WORKLOAD_ROOM_MIN: u64 = 64 << 20;
 
 /// The long `--help` text.
 pub const LONG_HELP: &str = "\
@@ -312,6 +316,7 @@ fn run_round(
         commit: None,
         reads: None,
         peers: Vec::new(),
+        peer_errors: Vec::new(),
     };
     for workload in plan.workloads() {
         let with_reads = workload.kind == ObjectKind::Alerts && workload.clients == max_clients;
@@ -324,8 +329,16 @@ fn run_round(
         ))?;
         let sample = sample(&run, &result.limit, workload);
         eprintln!(
-            "    {:.1} MiB/s, {:.1} obj/s, p50 {:.2} ms, peak RSS {:.0} MiB",
-            sample.mib_per_s, sample.ops_per_s, sample.p50_ms, sample.peak_rss_mib
+            "    {:.1} MiB/s, {:.1} obj/s, p50 {:.2} ms, peak RSS {:.0} MiB{}",
+            sample.mib_per_s,
+            sample.ops_per_s,
+            sample.p50_ms,
+            sample.peak_rss_mib,
+            if sample.capped {
+                " (stopped early at the byte cap)"
+            } else {
+                ""
+            }
         );
         if workload.kind == ObjectKind::Alerts && workload.clients == 1 {
             result.commit = Some(latency::CommitLatency::new(
@@ -343,9 +356,15 @@ fn run_round(
             benches.extend([(PEER_ALERT_BYTES, 1), (MIB, 1)]);
         }
         for peer in peers::PEERS {
-            result
-                .peers
-                .extend(peers::run(dir, peer, &benches, seconds, round)?);
+            // A peer that fails (a full disk, a daemon that died) costs its
+            // figures for this round, not the whole run.
+            match peers::run(dir, peer, &benches, seconds, round) {
+                Ok(lines) => result.peers.extend(lines),
+                Err(error) => {
+                    eprintln!("  {peer} failed: {error:#}");
+                    result.peer_errors.push(format!("{error:#}"));
+                }
+            }
         }
     }
     Ok(result)
@@ -379,7 +398,7 @@ async fn finkfs_workload(
     let pids: Vec<u32> = cluster.nodes().iter().filter_map(|n| n.pid()).collect();
     let budget = Budget {
         duration: plan.duration,
-        bytes_max: plan.budget_bytes_max,
+        bytes_max: plan.budget_bytes_max.min(disk_room(scratch)?),
         settle: plan.settle,
     };
     let ingested = ingest::run(&client, &pids, payloads, workload, budget, 0).await?;
@@ -433,6 +452,19 @@ async fn reads(
     })
 }
 
+/// Bytes a workload may ingest without filling the disk: three nodes each
+/// write about [`AMPLIFICATION_GUESS`] times what they store.
+fn disk_room(scratch: &Path) -> anyhow::Result<u64> {
+    let free = disk::free_bytes(scratch)?;
+    let room = (free as f64 * DISK_SHARE_MAX / (NODES as f64 * AMPLIFICATION_GUESS)) as u64;
+    anyhow::ensure!(
+        room >= WORKLOAD_ROOM_MIN,
+        "only {} MB free on the disk under test: not enough for a workload",
+        free / 1_000_000
+    );
+    Ok(room)
+}
+
 fn max_peak_rss(pids: &[u32]) -> anyhow::Result<u64> {
     let mut peak = 0;
     for &pid in pids {
@@ -457,6 +489,7 @@ fn sample(run: &WorkloadRun, limit: &limit::Limit, workload: Workload) -> Ingest
         nodes_cpu_percent: ingested.nodes.cpu_percent,
         bench_cpu_percent: ingested.bench_cpu_percent,
         errors: ingested.errors,
+        capped: ingested.capped,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct IngestSample {
     /// CPU of the load generator, % of one core.
     pub bench_cpu_percent: f64,
     pub errors: u64,
+    /// Stopped at the byte ceiling (disk room) before the deadline.
+    pub capped: bool,
 }
 
 /// Reads of one round.
@@ -72,6 +74,8 @@ pub struct Round {
     pub commit: Option<CommitLatency>,
     pub reads: Option<Reads>,
     pub peers: Vec<PeerLine>,
+    /// Peers that failed in this round, and why.
+    pub peer_errors: Vec<String>,
 }
 
 /// The recovery measurement, or why it was skipped.
@@ -418,7 +422,7 @@ fn ingest(out: &mut impl Write, report: &Report) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "  {:<8} {:>7} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}",
+        "  {:<8} {:>7} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6}",
         "objects",
         "clients",
         "MiB/s",
@@ -430,7 +434,8 @@ fn ingest(out: &mut impl Write, report: &Report) -> io::Result<()> {
         "RSS MiB",
         "CPU nodes",
         "CPU bench",
-        "errors"
+        "errors",
+        "capped"
     )?;
     let Some(first) = report.rounds.first() else {
         return Ok(());
@@ -444,9 +449,21 @@ fn ingest(out: &mut impl Write, report: &Report) -> io::Result<()> {
             .filter_map(|r| find_ingest(r, w, c))
             .map(|s| s.errors)
             .sum();
-        writeln!(out, "  {:<8} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>7.2} {:>8.2} {:>8.2} {:>8.0} {:>8.0}% {:>8.0}% {:>6}",
+        // Rounds that stopped at the byte ceiling (disk room) early.
+        let capped = report
+            .rounds
+            .iter()
+            .filter_map(|r| find_ingest(r, w, c))
+            .filter(|s| s.capped)
+            .count();
+        let capped = if capped == 0 {
+            "-".to_string()
+        } else {
+            format!("{capped}/{}", report.rounds.len())
+        };
+        writeln!(out, "  {:<8} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>7.2} {:>8.2} {:>8.2} {:>8.0} {:>8.0}% {:>8.0}% {:>6} {:>6}",
             w, c, m(|s| s.mib_per_s), m(|s| s.ops_per_s), m(|s| s.over_limit_3), m(|s| s.amplification_per_node),
-            m(|s| s.p50_ms), m(|s| s.p99_ms), m(|s| s.peak_rss_mib), m(|s| s.nodes_cpu_percent), m(|s| s.bench_cpu_percent), errors)?;
+            m(|s| s.p50_ms), m(|s| s.p99_ms), m(|s| s.peak_rss_mib), m(|s| s.nodes_cpu_percent), m(|s| s.bench_cpu_percent), errors, capped)?;
     }
     Ok(())
 }
@@ -546,7 +563,8 @@ fn recovery(out: &mut impl Write, report: &Report) -> io::Result<()> {
 
 fn peers(out: &mut impl Write, report: &Report) -> io::Result<()> {
     let comparisons = report.comparisons();
-    if comparisons.is_empty() {
+    let failed = report.rounds.iter().any(|r| !r.peer_errors.is_empty());
+    if comparisons.is_empty() && !failed {
         return writeln!(out, "\nPEERS: not run (pass --peers DIR)");
     }
     writeln!(
@@ -580,6 +598,9 @@ fn peers(out: &mut impl Write, report: &Report) -> io::Result<()> {
     for (n, round) in report.rounds.iter().enumerate() {
         for line in &round.peers {
             writeln!(out, "  round {}: {}", n + 1, line.raw)?;
+        }
+        for error in &round.peer_errors {
+            writeln!(out, "  round {}: FAILED: {error}", n + 1)?;
         }
     }
     Ok(())
