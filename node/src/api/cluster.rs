@@ -43,8 +43,8 @@ where
         commit_index: metrics.local_committed.map(|log_id| log_id.index),
         last_applied: metrics.last_applied.map(|log_id| log_id.index),
         members: members(metrics.membership_config.membership(), Some(&metrics)),
-        may_vote: shared.vote_blockers.is_empty(),
-        vote_blockers: shared.vote_blockers.clone(),
+        may_vote: shared.vote_blockers.borrow().is_empty(),
+        vote_blockers: shared.vote_blockers.borrow().clone(),
         backup: shared
             .backup
             .get()

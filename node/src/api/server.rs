@@ -172,7 +172,8 @@ where
     pub(crate) options: ApiOptions,
     pub(crate) proposer: Proposer<SM>,
     pub(crate) batcher: Batcher,
-    pub(crate) vote_blockers: Vec<String>,
+    /// Why the node may not vote, as the log store's gate says now.
+    pub(crate) vote_blockers: tokio::sync::watch::Receiver<Vec<String>>,
     pub(crate) counters: Arc<ApiCounters>,
     /// The automatic backups' outcome, when they are on.
     pub(crate) backup: std::sync::OnceLock<Arc<BackupState>>,
@@ -292,7 +293,7 @@ where
         reader: ObjectReader,
         me: MemberAddr,
         options: ApiOptions,
-        vote_blockers: Vec<String>,
+        vote_blockers: tokio::sync::watch::Receiver<Vec<String>>,
     ) -> ClientService<SM> {
         let counters = Arc::new(ApiCounters::default());
         let proposer = Proposer {

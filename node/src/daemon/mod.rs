@@ -22,6 +22,7 @@ pub mod disk_metrics;
 pub mod metrics;
 pub mod network;
 pub mod unsafe_sync;
+mod vote_watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -243,6 +244,16 @@ fn raft_config(config: &NodeConfig, may_vote: bool) -> Result<Arc<Config>, Daemo
     Ok(Arc::new(validated))
 }
 
+/// The log store's settings: a node started without initial members
+/// belongs to a cluster that exists already, so an empty log means its
+/// data was lost and it must not vote until it has caught up.
+fn log_store_options(config: &NodeConfig) -> LogStoreOptions {
+    LogStoreOptions {
+        member_of_existing_cluster: config.initial_members.is_empty(),
+        ..LogStoreOptions::default()
+    }
+}
+
 /// Logs, loudly, what opening the log store found wrong.
 fn report_log_store(id: NodeId, report: &OpenReport) -> Vec<String> {
     let blockers: Vec<String> = report
@@ -292,8 +303,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     let group_dir = PathBuf::from(format!("groups/{}", GROUP.0));
 
     let (log_store, report) =
-        JournalLogStore::open(Arc::clone(&disk), &group_dir, LogStoreOptions::default())?;
+        JournalLogStore::open(Arc::clone(&disk), &group_dir, log_store_options(&config))?;
     let vote_blockers = report_log_store(config.id, &report);
+    let vote_gate = log_store.vote_gate();
+    crate::fsck::repair::lock::write_pid_file(&disk).map_err(|source| DaemonError::DataDir {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
     // For the journal archiver: it reads committed entries the way
     // replication does.
     let mut log_store = log_store;
@@ -351,9 +367,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             reader.clone(),
             read_repair.clone(),
         )));
-    if !vote_blockers.is_empty() {
-        handle = handle.refusing_votes(vote_blockers.join("; "));
-    }
+    handle = handle.with_vote_gate(Arc::clone(&vote_gate));
     registry.insert(GROUP, handle);
 
     let api_options = ApiOptions {
@@ -362,6 +376,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         ..ApiOptions::default()
     };
     let may_vote = vote_blockers.is_empty();
+    let (blockers_shown, vote_blockers) = watch::channel(vote_watch::shown(&vote_gate));
     let client_service = ClientService::new(
         config.id,
         GROUP,
@@ -443,6 +458,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             until(stopped.clone()),
         )));
     }
+    other_tasks.push(vote_watch::spawn(
+        config.id,
+        vote_gate,
+        raft.clone(),
+        blockers_shown,
+        stopped.clone(),
+    ));
     if let Some(task) = initial_members_task(&config, &raft) {
         other_tasks.push(task);
     }

@@ -25,6 +25,7 @@ mod index;
 mod journal;
 mod meta;
 mod readonly;
+pub mod repair;
 mod report;
 mod snapshots;
 
@@ -220,7 +221,7 @@ fn check_group(
 
 /// The group directories: `groups/<id>/` each, or the root itself when it
 /// is one group's directory (a store laid out without the daemon).
-fn find_groups(disk: &DiskRef) -> Result<Vec<PathBuf>, FsckError> {
+pub(crate) fn find_groups(disk: &DiskRef) -> Result<Vec<PathBuf>, FsckError> {
     let groups = Path::new(GROUPS_DIR);
     if exists(disk, groups)? {
         let names = disk.list(groups).map_err(|e| FsckError::io(groups, e))?;

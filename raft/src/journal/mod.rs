@@ -25,6 +25,7 @@ mod open;
 mod reader;
 mod record;
 mod recovery;
+mod repair;
 mod report;
 mod scan;
 mod segment;

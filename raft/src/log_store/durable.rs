@@ -5,9 +5,10 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic              "FKLS"
-//! 4       4     version            u32 LE = 1
+//! 4       4     version            u32 LE = 2 (1 is still read: 80 bytes, no floor)
 //! 8       4     flags              u32 LE: bit 0 vote present, bit 1 vote committed,
-//!                                  bit 2 committed present, bit 3 purged present;
+//!                                  bit 2 committed present, bit 3 purged present,
+//!                                  bit 4 vouch floor present (version 2 only);
 //!                                  other bits zero
 //! 12      4     reserved           zero
 //! 16      8     vote term          u64 LE  } zero when the vote is absent
@@ -18,8 +19,14 @@
 //! 56      8     purged term        u64 LE  }
 //! 64      8     purged node id     u64 LE  } zero when purged is absent
 //! 72      8     purged index       u64 LE  }
-//! 80            end
+//! 80      8     vouch floor        u64 LE, zero when absent (version 2 only)
+//! 88            end (80 in version 1)
 //! ```
+//!
+//! The vouch floor is set by `finkfs fsck --repair` when it cut damaged
+//! entries out of the journal: the last log index the node held before.
+//! Until its log again reaches it, the node may lack entries it had
+//! acknowledged, so it must not vote (see `vote_gate`).
 //!
 //! A log id is stored as (term, node id, index): its leader id is
 //! `leader_id_adv` (term and node id). Described in `docs/format/entry.md`.
@@ -30,8 +37,10 @@ use crate::types::{LeaderId, LogId, Vote};
 
 /// Identifies this payload among the structures a meta store can hold.
 pub const STATE_MAGIC: [u8; 4] = *b"FKLS";
-/// The state version this code writes and reads.
-pub const STATE_VERSION: u32 = 1;
+/// The state version this code writes (and reads, with version 1).
+pub const STATE_VERSION: u32 = 2;
+/// The first version: no vouch floor, [`STATE_BYTES_V1`] long.
+pub const STATE_VERSION_V1: u32 = 1;
 
 const MAGIC_OFFSET: usize = 0;
 const VERSION_OFFSET: usize = MAGIC_OFFSET + 4;
@@ -40,15 +49,20 @@ const RESERVED_OFFSET: usize = FLAGS_OFFSET + 4;
 const VOTE_OFFSET: usize = RESERVED_OFFSET + 4;
 const COMMITTED_OFFSET: usize = VOTE_OFFSET + 16;
 const PURGED_OFFSET: usize = COMMITTED_OFFSET + 24;
+const FLOOR_OFFSET: usize = PURGED_OFFSET + 24;
+/// Length of a version 1 state.
+pub const STATE_BYTES_V1: usize = FLOOR_OFFSET;
 /// Length of an encoded state.
-pub const STATE_BYTES: usize = PURGED_OFFSET + 24;
-const _: () = assert!(STATE_BYTES == 80);
+pub const STATE_BYTES: usize = FLOOR_OFFSET + 8;
+const _: () = assert!(STATE_BYTES_V1 == 80 && STATE_BYTES == 88);
 
 const FLAG_VOTE: u32 = 1 << 0;
 const FLAG_VOTE_COMMITTED: u32 = 1 << 1;
 const FLAG_COMMITTED: u32 = 1 << 2;
 const FLAG_PURGED: u32 = 1 << 3;
-const FLAGS_KNOWN: u32 = FLAG_VOTE | FLAG_VOTE_COMMITTED | FLAG_COMMITTED | FLAG_PURGED;
+const FLAG_FLOOR: u32 = 1 << 4;
+const FLAGS_V1: u32 = FLAG_VOTE | FLAG_VOTE_COMMITTED | FLAG_COMMITTED | FLAG_PURGED;
+const FLAGS_KNOWN: u32 = FLAGS_V1 | FLAG_FLOOR;
 
 /// What the log store keeps outside the journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +73,9 @@ pub struct DurableState {
     pub committed: Option<LogId>,
     /// Entries up to and including this log id were purged.
     pub purged: Option<LogId>,
+    /// Set by a repair that cut damaged entries: the node must not vote
+    /// while its log ends below this index.
+    pub vouch_floor: Option<u64>,
 }
 
 /// Why a state payload does not decode. `offset` is within the payload.
@@ -93,6 +110,10 @@ impl DurableState {
             flags |= FLAG_PURGED;
             put_log_id(&mut out, PURGED_OFFSET, purged);
         }
+        if let Some(floor) = self.vouch_floor {
+            flags |= FLAG_FLOOR;
+            put_u64(&mut out, FLOOR_OFFSET, floor);
+        }
         out[MAGIC_OFFSET..MAGIC_OFFSET + 4].copy_from_slice(&STATE_MAGIC);
         out[VERSION_OFFSET..VERSION_OFFSET + 4].copy_from_slice(&STATE_VERSION.to_le_bytes());
         out[FLAGS_OFFSET..FLAGS_OFFSET + 4].copy_from_slice(&flags.to_le_bytes());
@@ -101,8 +122,11 @@ impl DurableState {
 
     /// Decodes and checks every field; never panics on garbage.
     pub fn decode(bytes: &[u8]) -> Result<DurableState, StateDecodeError> {
-        if bytes.len() != STATE_BYTES {
-            let reason = format!("{} bytes, expected {STATE_BYTES}", bytes.len());
+        if bytes.len() != STATE_BYTES && bytes.len() != STATE_BYTES_V1 {
+            let reason = format!(
+                "{} bytes, expected {STATE_BYTES} (or {STATE_BYTES_V1})",
+                bytes.len()
+            );
             return Err(problem(0, reason));
         }
         if bytes[MAGIC_OFFSET..MAGIC_OFFSET + 4] != STATE_MAGIC {
@@ -112,12 +136,22 @@ impl DurableState {
             ));
         }
         let version = get_u32(bytes, VERSION_OFFSET);
-        if version != STATE_VERSION {
-            let reason = format!("version {version} is not supported (expected {STATE_VERSION})");
-            return Err(problem(VERSION_OFFSET, reason));
+        let (expected_len, known) = match version {
+            STATE_VERSION => (STATE_BYTES, FLAGS_KNOWN),
+            STATE_VERSION_V1 => (STATE_BYTES_V1, FLAGS_V1),
+            _ => {
+                let reason = format!(
+                    "version {version} is not supported (expected {STATE_VERSION} or {STATE_VERSION_V1})"
+                );
+                return Err(problem(VERSION_OFFSET, reason));
+            }
+        };
+        if bytes.len() != expected_len {
+            let reason = format!("{} bytes, version {version} is {expected_len}", bytes.len());
+            return Err(problem(0, reason));
         }
         let flags = get_u32(bytes, FLAGS_OFFSET);
-        if flags & !FLAGS_KNOWN != 0 {
+        if flags & !known != 0 {
             return Err(problem(FLAGS_OFFSET, format!("unknown flags {flags:#x}")));
         }
         if flags & FLAG_VOTE_COMMITTED != 0 && flags & FLAG_VOTE == 0 {
@@ -135,10 +169,19 @@ impl DurableState {
         let vote = decode_vote(bytes, flags)?;
         let committed = decode_log_id(bytes, COMMITTED_OFFSET, flags & FLAG_COMMITTED != 0)?;
         let purged = decode_log_id(bytes, PURGED_OFFSET, flags & FLAG_PURGED != 0)?;
+        let vouch_floor = if flags & FLAG_FLOOR != 0 {
+            Some(get_u64(bytes, FLOOR_OFFSET))
+        } else if bytes.len() > FLOOR_OFFSET {
+            absent(bytes, FLOOR_OFFSET, 8)?;
+            None
+        } else {
+            None
+        };
         Ok(DurableState {
             vote,
             committed,
             purged,
+            vouch_floor,
         })
     }
 }
@@ -225,8 +268,28 @@ mod tests {
             vote: Some(Vote::from_leader_id(LeaderId::new(9, 2), true)),
             committed: Some(log_id(8, 1, 1000)),
             purged: Some(log_id(7, 3, 500)),
+            vouch_floor: Some(1200),
         };
         assert_eq!(DurableState::decode(&full.encode()).unwrap(), full);
+    }
+
+    #[test]
+    fn version_1_state_still_reads_without_a_floor() {
+        let state = DurableState {
+            vote: Some(Vote::from_leader_id(LeaderId::new(3, 1), true)),
+            committed: Some(log_id(3, 1, 40)),
+            purged: None,
+            vouch_floor: None,
+        };
+        let mut v1 = state.encode()[..STATE_BYTES_V1].to_vec();
+        v1[4..8].copy_from_slice(&STATE_VERSION_V1.to_le_bytes());
+        assert_eq!(DurableState::decode(&v1).unwrap(), state);
+        let mut with_floor_flag = v1.clone();
+        with_floor_flag[8] |= FLAG_FLOOR as u8;
+        assert_eq!(
+            DurableState::decode(&with_floor_flag).unwrap_err().offset,
+            8
+        );
     }
 
     #[test]
@@ -235,11 +298,16 @@ mod tests {
             vote: Some(Vote::from_leader_id(LeaderId::new(5, 6), false)),
             committed: None,
             purged: Some(log_id(1, 2, 3)),
+            vouch_floor: Some(77),
         };
         let bytes = state.encode();
         assert_eq!(&bytes[0..4], b"FKLS");
-        assert_eq!(bytes[4..8], 1u32.to_le_bytes());
-        assert_eq!(bytes[8..12], (FLAG_VOTE | FLAG_PURGED).to_le_bytes());
+        assert_eq!(bytes[4..8], 2u32.to_le_bytes());
+        assert_eq!(
+            bytes[8..12],
+            (FLAG_VOTE | FLAG_PURGED | FLAG_FLOOR).to_le_bytes()
+        );
+        assert_eq!(bytes[80..88], 77u64.to_le_bytes());
         assert_eq!(bytes[16..24], 5u64.to_le_bytes());
         assert_eq!(bytes[24..32], 6u64.to_le_bytes());
         assert!(bytes[32..56].iter().all(|b| *b == 0));
@@ -251,14 +319,15 @@ mod tests {
         let good = DurableState::default().encode();
         let offset_of = |bytes: &[u8]| DurableState::decode(bytes).unwrap_err().offset;
         assert_eq!(offset_of(&good[..79]), 0);
+        assert_eq!(offset_of(&good[..80]), 0);
         let mut bad = good;
         bad[0] = b'X';
         assert_eq!(offset_of(&bad), 0);
         let mut bad = good;
-        bad[4] = 2;
+        bad[4] = 3;
         assert_eq!(offset_of(&bad), 4);
         let mut bad = good;
-        bad[8] = 0x10;
+        bad[8] = 0x20;
         assert_eq!(offset_of(&bad), 8);
         let mut bad = good;
         bad[8] = FLAG_VOTE_COMMITTED as u8;
@@ -269,6 +338,9 @@ mod tests {
         let mut bad = good;
         bad[50] = 1;
         assert_eq!(offset_of(&bad), 32);
+        let mut bad = good;
+        bad[85] = 1;
+        assert_eq!(offset_of(&bad), 80);
     }
 
     proptest! {
@@ -282,11 +354,13 @@ mod tests {
             vote in proptest::option::of((any::<u64>(), any::<u64>(), any::<bool>())),
             committed in proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
             purged in proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
+            vouch_floor in proptest::option::of(any::<u64>()),
         ) {
             let state = DurableState {
                 vote: vote.map(|(t, n, c)| Vote::from_leader_id(LeaderId::new(t, n), c)),
                 committed: committed.map(|(t, n, i)| log_id(t, n, i)),
                 purged: purged.map(|(t, n, i)| log_id(t, n, i)),
+                vouch_floor,
             };
             prop_assert_eq!(DurableState::decode(&state.encode()).unwrap(), state);
         }

@@ -17,6 +17,7 @@ mod error;
 mod open;
 mod reader;
 mod shared;
+mod vote_gate;
 mod writer;
 
 use std::fmt::Debug;
@@ -30,10 +31,14 @@ use openraft::OptionalSend;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-pub use durable::{DurableState, StateDecodeError, STATE_BYTES, STATE_MAGIC, STATE_VERSION};
+pub use durable::{
+    DurableState, StateDecodeError, STATE_BYTES, STATE_BYTES_V1, STATE_MAGIC, STATE_VERSION,
+    STATE_VERSION_V1,
+};
 pub use error::LogStoreError;
 pub use open::{OpenReport, VoteBlocker};
 pub use reader::{JournalLogReader, READ_CHUNK_BYTES_MAX, REPLICATION_READ_BYTES_MAX};
+pub use vote_gate::VoteGate;
 pub use writer::{WriterRun, GROUP_COMMIT_APPENDS_MAX, GROUP_COMMIT_BYTES_MAX};
 
 use crate::entry_codec::encode_entry_into;
@@ -62,6 +67,10 @@ pub struct LogStoreOptions {
     pub committed_save_interval: Duration,
     /// How the writer runs: its own thread (production) or a task.
     pub writer_run: WriterRun,
+    /// The node is a member of a cluster that already exists (it is not
+    /// being initialised): an empty log then means its data was lost, and
+    /// it must not vote until it has caught up (see `vote_gate`).
+    pub member_of_existing_cluster: bool,
 }
 
 impl Default for LogStoreOptions {
@@ -70,6 +79,7 @@ impl Default for LogStoreOptions {
             journal: JournalOptions::default(),
             committed_save_interval: COMMITTED_SAVE_INTERVAL_DEFAULT,
             writer_run: WriterRun::Thread,
+            member_of_existing_cluster: false,
         }
     }
 }
@@ -91,7 +101,7 @@ pub struct JournalLogStore {
     queue: Arc<Semaphore>,
     tx: UnboundedSender<Queued>,
     writer: Option<WriterHandle>,
-    blockers: Vec<VoteBlocker>,
+    gate: Arc<VoteGate>,
 }
 
 impl JournalLogStore {
@@ -112,12 +122,18 @@ impl JournalLogStore {
     /// entries that a quorum counted on (invariant 5): it must not vote or
     /// count toward a quorum until repaired.
     pub fn may_vote(&self) -> bool {
-        self.blockers.is_empty()
+        self.gate.may_vote()
     }
 
-    /// Why the node may not vote; empty when it may.
-    pub fn vote_blockers(&self) -> &[VoteBlocker] {
-        &self.blockers
+    /// Why the node may not vote now; empty when it may.
+    pub fn vote_blockers(&self) -> Vec<VoteBlocker> {
+        self.gate.blockers()
+    }
+
+    /// The gate deciding whether the node may vote, for the parts of the
+    /// node that must ask while it runs (the peer server, elections).
+    pub fn vote_gate(&self) -> Arc<VoteGate> {
+        Arc::clone(&self.gate)
     }
 
     /// The group directory this store lives in.

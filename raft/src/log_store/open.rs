@@ -13,6 +13,7 @@ use super::durable::DurableState;
 use super::error::LogStoreError;
 use super::reader::JournalLogReader;
 use super::shared::{Shared, SharedState};
+use super::vote_gate::{Lost, VoteGate};
 use super::writer::{Writer, WriterRun};
 use super::{
     JournalLogStore, LogStoreOptions, WriterHandle, JOURNAL_DIR, META_DIR, WRITE_QUEUE_DEPTH_MAX,
@@ -31,7 +32,8 @@ pub struct OpenReport {
     pub meta: MetaRecovery,
     /// What the meta store held.
     pub state: DurableState,
-    /// Why the node may not vote; empty when it may.
+    /// Why the node may not vote, as it opened; empty when it may. Some
+    /// lift at runtime: [`super::JournalLogStore::vote_gate`] says now.
     pub vote_blockers: Vec<VoteBlocker>,
 }
 
@@ -75,6 +77,23 @@ pub enum VoteBlocker {
         /// The lowest index the journal holds.
         first_index: u64,
     },
+    /// A repair cut damaged entries from the journal: until the log again
+    /// reaches the last index the node held before, it may lack entries it
+    /// acknowledged. Lifts at runtime when the log reaches the floor.
+    BelowVouchFloor {
+        /// The last index held before the repair.
+        floor: u64,
+        /// The highest index the log holds or purged now.
+        last_index: Option<u64>,
+    },
+    /// The data directory held no log although the node is a member of an
+    /// existing cluster (it was wiped or replaced): its vote and what it
+    /// acknowledged are gone. Lifts at runtime once the node has accepted a
+    /// leader and its log reached the commit index that leader announced.
+    DataDirWiped {
+        /// The leader's commit index to catch up to, once one was seen.
+        catch_up_to: Option<u64>,
+    },
 }
 
 pub(super) fn open(
@@ -101,10 +120,7 @@ pub(super) fn open(
         Journal::open(disk, dir.join(JOURNAL_DIR), options.journal.clone())?;
     finish_purge(&mut journal, &state)?;
     let last = last_log_id(&journal)?;
-    let vote_blockers = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
-    for blocker in &vote_blockers {
-        tracing::error!(dir = %dir.display(), ?blocker, "log store opened but the node must not vote");
-    }
+    let fixed = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
     let shared = Arc::new(Shared::new(SharedState {
         vote: state.vote,
         committed: state.committed,
@@ -112,6 +128,23 @@ pub(super) fn open(
         last,
         ..SharedState::default()
     }));
+    let lost = if meta_report.lost {
+        Some(Lost::Copies)
+    } else if options.member_of_existing_cluster && last.is_none() && state.purged.is_none() {
+        Some(Lost::Wiped)
+    } else {
+        None
+    };
+    let gate = Arc::new(VoteGate::new(
+        Arc::clone(&shared),
+        fixed,
+        state.vouch_floor,
+        lost,
+    ));
+    let vote_blockers = gate.blockers();
+    for blocker in &vote_blockers {
+        tracing::error!(dir = %dir.display(), ?blocker, "log store opened but the node must not vote");
+    }
     let reader = JournalLogReader {
         journal: journal.reader(),
         shared: Arc::clone(&shared),
@@ -146,7 +179,7 @@ pub(super) fn open(
         queue: Arc::new(Semaphore::new(WRITE_QUEUE_DEPTH_MAX)),
         tx,
         writer: Some(handle),
-        blockers: vote_blockers.clone(),
+        gate,
     };
     let report = OpenReport {
         journal: journal_report,
@@ -223,10 +256,9 @@ fn vote_blockers(
     let mut blockers = Vec::new();
     // The newest log id the log holds or purged.
     let newest = [last, state.purged].into_iter().flatten().max();
-    if meta.lost {
-        blockers.push(VoteBlocker::VoteLost);
-    } else if let Some(blocker) = vote_behind_log(state, newest) {
-        blockers.push(blocker);
+    // A lost vote is the gate's (it lifts on rejoining a leader).
+    if !meta.lost {
+        blockers.extend(vote_behind_log(state, newest));
     }
     let purged_index = state.purged.map(|purged| purged.index);
     let pieces = report

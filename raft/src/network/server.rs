@@ -26,6 +26,7 @@ use super::proto::{self};
 use super::snapshot_file::SnapshotFile;
 use super::transport::{IncomingChunks, PeerEndpoint, PeerReply, PeerRequest};
 use super::{snapshot_recv, PEER_MESSAGE_BYTES_MAX, STREAM_IDLE_TIMEOUT};
+use crate::log_store::VoteGate;
 use crate::types::{GroupId, LogId, Raft, TypeConfig};
 
 /// What the peer service knows of one group hosted by this process.
@@ -41,6 +42,10 @@ where
     /// damaged), if so: Vote and PreVote are refused, so it never helps
     /// elect a leader on the strength of a log it cannot vouch for.
     vote_refusal: Option<String>,
+    /// Decides, each time a Vote or PreVote comes, whether the log store
+    /// lets this node vote (some reasons lift as the log grows back); hears
+    /// the commit index of every AppendEntries for that.
+    vote_gate: Option<Arc<VoteGate>>,
     /// Held while a snapshot is received and installed: one at a time.
     pub(crate) receiving: Arc<tokio::sync::Mutex<()>>,
 }
@@ -58,6 +63,7 @@ where
             snapshot_dir,
             blocks: None,
             vote_refusal: None,
+            vote_gate: None,
             receiving: Arc::default(),
         }
     }
@@ -68,13 +74,33 @@ where
         self
     }
 
+    /// Refuses Vote and PreVote while `gate` has a blocker, re-asked at
+    /// every request.
+    pub fn with_vote_gate(mut self, gate: Arc<VoteGate>) -> Self {
+        self.vote_gate = Some(gate);
+        self
+    }
+
     /// The refusal as the peer sees it, when votes are refused.
     fn check_may_vote(&self) -> Result<(), Status> {
-        match &self.vote_refusal {
+        let gated = self
+            .vote_gate
+            .as_ref()
+            .map(|gate| gate.blockers())
+            .filter(|blockers| !blockers.is_empty())
+            .map(|blockers| format!("{blockers:?}"));
+        match self.vote_refusal.clone().or(gated) {
             None => Ok(()),
             Some(why) => Err(Status::failed_precondition(format!(
                 "this node does not vote until repaired: {why}"
             ))),
+        }
+    }
+
+    /// Tells the vote gate the commit index a leader sent.
+    fn heard_leader_commit(&self, commit: Option<&LogId>) {
+        if let Some(gate) = &self.vote_gate {
+            gate.leader_commit(commit.map(|log_id| log_id.index));
         }
     }
 
@@ -354,6 +380,7 @@ where
             .map_err(|e| invalid("AppendEntries message", &e))?;
         let prev = append.prev_log_id;
         let last = append.entries.last().map(|e| e.log_id).or(prev);
+        handle.heard_leader_commit(append.leader_commit.as_ref());
         let response = handle
             .raft
             .append_entries(append)
@@ -453,7 +480,10 @@ where
             convert::append_from_proto(first).map_err(|e| invalid("AppendEntries message", &e))?;
         let failure = Arc::new(Mutex::new(None));
         let rest = inbound_requests(inbound, group, Arc::clone(&failure));
-        let input = futures_util::stream::once(async move { first }).chain(rest);
+        let hearing = Arc::clone(&handle);
+        let input = futures_util::stream::once(async move { first })
+            .chain(rest)
+            .inspect(move |append| hearing.heard_leader_commit(append.leader_commit.as_ref()));
         let replies = handle.raft.stream_append(input).map(|result| match result {
             Ok(result) => Ok(convert::append_reply_to_proto(&result)),
             Err(fatal) => Err(stopped(&fatal)),
