@@ -12,7 +12,8 @@ use finkfs_node::blocks::RECORD_HEADER_BYTES;
 use finkfs_node::fsck::{check_data_dir, FsckOptions, NoProgress};
 use finkfs_node::index::QuarantineStatus;
 use finkfs_node::repair::{
-    damaged_from_fsck, find_damaged_blocks, repair_blocks, BackupBlockSource,
+    damaged_from_fsck, find_damaged_blocks, repair_blocks, repair_from_fsck, BackupBlockSource,
+    RepairSource,
 };
 use finkfs_node::state_machine::LocalFetcher;
 use finkfs_node::{Applied, ObjectOp, ObjectStore};
@@ -183,4 +184,48 @@ async fn fsck_report_problems_become_the_blocks_to_repair() {
     let from_report = damaged_from_fsck(store.reader(), &report).unwrap();
     assert_eq!(from_report.len(), 1, "{report:?}");
     assert_eq!(from_report[0].location, expected[0].location);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_from_fsck_with_a_backup_source_leaves_fsck_healthy_for_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = real_disk(&dir.path().join("data"));
+    let backup_dir = dir.path().join("backup");
+    let backup_disk = real_disk(&backup_dir);
+    let (store, a, _) = store_with_objects(&disk);
+    let target = BackupTarget::open(backup_disk).unwrap();
+    for block in store.stat("ztf/a").unwrap().unwrap().blocks {
+        let data = store.reader().block(&block.hash).unwrap().unwrap();
+        target.put_block(&block.hash, &data).unwrap();
+    }
+    flip_first_block(&store, &disk, "ztf/a");
+    drop(store);
+    let check = |scratch: &str| {
+        check_data_dir(
+            disk.clone(),
+            real_disk(&dir.path().join(scratch)),
+            &FsckOptions::default(),
+            &mut NoProgress,
+        )
+        .expect("fsck runs")
+    };
+    let before = check("scratch-1");
+    let block_damage = |report: &finkfs_node::fsck::FsckReport| {
+        report
+            .damage()
+            .filter(|p| p.structure == finkfs_node::fsck::Structure::Blocks)
+            .count()
+    };
+    assert!(block_damage(&before) > 0);
+
+    let done = repair_from_fsck(disk.clone(), &before, &RepairSource::Backup(backup_dir), 5)
+        .await
+        .expect("repair runs");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].group, GROUP_DIR);
+    assert_eq!(done[0].report.repaired.len(), 1, "{done:?}");
+    let after = check("scratch-2");
+    assert_eq!(block_damage(&after), 0, "{after:?}");
+    let store = ObjectStore::open(disk, PathBuf::from(GROUP_DIR)).unwrap();
+    assert_eq!(store.get("ztf/a").unwrap(), a);
 }
