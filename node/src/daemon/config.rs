@@ -647,6 +647,22 @@ mod tests {
     }
 
     #[test]
+    fn scrub_settings_come_from_the_file_unless_flags_say_otherwise() {
+        let file = parse_file("[scrub]\nperiod_s = 3600\nrate_mib = 50\n").unwrap();
+        let config = merge(flags(), file.clone()).unwrap();
+        assert_eq!(config.scrub.period, Duration::from_secs(3600));
+        assert_eq!(config.scrub.rate_cap_bytes_per_s, Some(50 << 20));
+        let mut off = flags();
+        off.scrub_period_s = Some(0);
+        assert!(!merge(off, file).unwrap().scrub.is_enabled());
+        let defaults = merge(flags(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.scrub.period, SCRUB_PERIOD_DEFAULT);
+        let mut zero_rate = flags();
+        zero_rate.scrub_rate_mib = Some(0);
+        assert!(merge(zero_rate, FileConfig::default()).is_err());
+    }
+
+    #[test]
     fn inconsistent_timeouts_are_refused() {
         let mut bad = flags();
         bad.heartbeat_ms = Some(500);
