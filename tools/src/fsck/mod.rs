@@ -4,6 +4,7 @@
 
 mod print;
 mod progress;
+mod repair;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -39,8 +40,20 @@ With --json the same report is printed as one JSON document on stdout (its
 shape is described in docs/operations.md). Progress goes to stderr, only on a
 terminal.
 
-Exit codes: 0 HEALTHY, 1 CORRUPT (damage found), 2 usage error or an I/O
-error that stopped the check (the directory missing or unreadable).";
+With --repair, fsck then repairs what the node's own copies allow, checks
+again, and lists every change with its file and offset: a torn journal tail is
+cut; damaged journal records, snapshots and a damaged index are moved or
+copied to quarantine/ in the group directory (never deleted); the journal is
+cut before its first damaged record and the node will not vote until the
+leader has sent those entries again; a damaged vote copy is rewritten from the
+other; the index is rebuilt from the newest intact snapshot. The verdict is
+HEALTHY, SAFE_TO_START (start the node: it finishes the repair and does not
+vote until it has) or DAMAGED (what is left is listed as UNRECOVERABLE).
+--repair refuses to run while a node runs on the directory.
+
+Exit codes: 0 HEALTHY (or SAFE_TO_START after --repair), 1 CORRUPT (damage
+found, or left after --repair), 2 usage error or an I/O error that stopped the
+check (the directory missing or unreadable, a node running on it).";
 
 /// Arguments of `finkfs fsck`.
 #[derive(Debug, clap::Args)]
@@ -55,6 +68,9 @@ pub struct FsckArgs {
     /// temporary directory); it needs room for one index file.
     #[arg(long, value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// Repair what can be repaired, then check again and say what changed.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Runs the check; CORRUPT is [`Outcome::Problems`].
@@ -77,6 +93,17 @@ pub fn run(args: FsckArgs) -> anyhow::Result<Outcome> {
             )
         })?;
     let scratch: DiskRef = Arc::new(RealDisk::open(scratch_dir.path())?);
+    if args.repair {
+        return if std::io::stderr().is_terminal() {
+            let mut bar = progress::Bar::default();
+            let outcome = repair::run(&args.data_dir, disk, scratch, args.json, &mut bar);
+            bar.finish();
+            outcome
+        } else {
+            repair::run(&args.data_dir, disk, scratch, args.json, &mut NoProgress)
+        }
+        .with_context(|| format!("repairing {}", args.data_dir.display()));
+    }
     let started = Instant::now();
     let report = if std::io::stderr().is_terminal() {
         let mut bar = progress::Bar::default();

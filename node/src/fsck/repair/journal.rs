@@ -48,7 +48,10 @@ pub(super) fn repair(
         }
     }
     let cut = cut_damage(&mut journal, quarantine, work)?;
-    let last = last_log_id(&journal, &dirs.journal)?;
+    let last = match cut {
+        Some(_) => last_log_id(&journal, &dirs.journal)?,
+        None => None,
+    };
     drop(journal);
     let (mut meta, recovery) =
         MetaStore::open(disk.clone(), dirs.meta.clone()).map_err(|e| meta_error(&dirs.meta, e))?;
