@@ -197,11 +197,10 @@ impl Plan {
 
     /// Every ingest workload of a round, in order.
     fn workloads(&self) -> Vec<Workload> {
-        let kinds = [
-            ObjectKind::Alerts,
-            ObjectKind::Fixed(MIB),
-            ObjectKind::Fixed(self.large_bytes),
-        ];
+        let mut kinds = vec![ObjectKind::Alerts, ObjectKind::Fixed(MIB)];
+        if self.large_bytes != MIB {
+            kinds.push(ObjectKind::Fixed(self.large_bytes));
+        }
         kinds
             .iter()
             .flat_map(|&kind| {
