@@ -2,7 +2,10 @@
 //! `docs/design-simulation.md`).
 //!
 //! So far: [`NodeDisk`], the fenced, counted disk of one incarnation of a
-//! node with its tripwire, and [`SimNet`], the simulated peer network.
+//! node with its tripwire; [`Model`], what a read of each path may return
+//! given what the clients were told, over objects that name their writer
+//! ([`payload`]); [`SafetyChecker`], the per-step safety checks; and
+//! [`SimNet`], the simulated peer network.
 //! Every node's Raft and
 //! block fetcher talk through a [`SimTransport`] (finkfs-raft's
 //! `PeerTransport` seam), so the real client and server logic of the peer
@@ -15,13 +18,18 @@
 #![warn(clippy::disallowed_methods)]
 
 mod faults;
+mod model;
 mod net;
 mod node_disk;
+pub mod payload;
+mod safety;
 mod trace;
 mod transport;
 
 pub use faults::{Fate, LinkFaults};
+pub use model::{Model, ModelViolation, Observed, Outcome, ReadTicket, Value};
 pub use net::{NetCounts, SimNet, Tap, Tapped};
 pub use node_disk::{is_powered_off, Incarnation, NodeDisk, OpCounts, PoweredOff, Structure, Trip};
+pub use safety::{NodeView, SafetyChecker, SafetyViolation};
 pub use trace::NetEvent;
 pub use transport::SimTransport;
