@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -73,7 +73,7 @@ impl Structure {
 pub struct OpCounts {
     /// `read_at`, `len`, `open`, `list`, `exists`.
     pub reads: u64,
-    /// `write_at`, `set_len`.
+    /// `write_at`, `write_vectored_at`, `set_len`.
     pub writes: u64,
     /// `sync`, `sync_dir`.
     pub syncs: u64,
@@ -328,6 +328,12 @@ impl DiskFile for NodeFile {
         self.incarnation
             .admit("write_at", Kind::Write, &self.path)?;
         self.inner.write_at(offset, buf)
+    }
+
+    fn write_vectored_at(&self, offset: u64, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+        self.incarnation
+            .admit("write_vectored_at", Kind::Write, &self.path)?;
+        self.inner.write_vectored_at(offset, bufs)
     }
 
     fn len(&self) -> io::Result<u64> {

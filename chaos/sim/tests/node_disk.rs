@@ -81,6 +81,8 @@ fn operations_are_counted_per_structure() {
     }
     let segment = disk.create(Path::new("groups/0/journal/s")).unwrap();
     segment.write_at(0, b"r").unwrap();
+    let pieces = [std::io::IoSlice::new(b"ab"), std::io::IoSlice::new(b"c")];
+    segment.write_vectored_at(1, &pieces).unwrap();
     segment.sync().unwrap();
     disk.sync_dir(Path::new("groups/0/journal")).unwrap();
     let index = disk.create(Path::new("groups/0/index.redb")).unwrap();
@@ -97,7 +99,7 @@ fn operations_are_counted_per_structure() {
             journal.namespace,
             journal.reads
         ),
-        (1, 2, 2, 0)
+        (2, 2, 2, 0)
     );
     let index = counts[&Structure::Index];
     assert_eq!((index.writes, index.reads, index.namespace), (1, 1, 1));
