@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use finkfs_raft::network::convert::AppendEntriesRequest;
 use finkfs_raft::network::{
-    GroupHandle, PeerChannels, PeerClient, PeerClientError, PeerNetwork, PeerOptions,
-    APPEND_MESSAGE_BYTES_MAX, INCOMING_DIR, SHUTDOWN_GRACE,
+    GroupHandle, PeerChannels, PeerClientError, PeerNetwork, PeerOptions, APPEND_MESSAGE_BYTES_MAX,
+    INCOMING_DIR, SHUTDOWN_GRACE,
 };
 use finkfs_raft::types::{AppCommand, Entry, EntryPayload, GroupId, LeaderId, LogId, Vote};
 use futures_util::StreamExt;
@@ -54,6 +54,11 @@ async fn committed_writes_survive_leader_shutdown_over_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_writes_survive_leader_shutdown_in_process() {
     committed_writes_survive_leader_shutdown(Wire::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_writes_survive_leader_shutdown_over_the_simulated_network() {
+    committed_writes_survive_leader_shutdown(Wire::sim(1)).await;
 }
 
 async fn committed_writes_survive_leader_shutdown(wire: Wire) {
@@ -115,6 +120,11 @@ async fn learner_added_after_purge_catches_up_by_snapshot_over_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learner_added_after_purge_catches_up_by_snapshot_in_process() {
     learner_added_after_purge_catches_up_by_snapshot(Wire::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_added_after_purge_catches_up_by_snapshot_over_the_simulated_network() {
+    learner_added_after_purge_catches_up_by_snapshot(Wire::sim(2)).await;
 }
 
 async fn learner_added_after_purge_catches_up_by_snapshot(wire: Wire) {
@@ -205,6 +215,11 @@ async fn fetch_block_round_trips_and_tampered_block_is_refused_in_process() {
     fetch_block_round_trips_and_tampered_block_is_refused(Wire::local()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_block_round_trips_and_tampered_block_is_refused_over_the_simulated_network() {
+    fetch_block_round_trips_and_tampered_block_is_refused(Wire::sim(3)).await;
+}
+
 async fn fetch_block_round_trips_and_tampered_block_is_refused(wire: Wire) {
     let good = Bytes::from_static(b"an alert block");
     let good_hash = *blake3::hash(&good).as_bytes();
@@ -218,10 +233,7 @@ async fn fetch_block_round_trips_and_tampered_block_is_refused(wire: Wire) {
         .unwrap()
         .insert(tampered_hash, Bytes::from_static(b"bit-rotted bytes"));
     let mut node = TestNode::start_on(1, Some(blocks), &wire).await;
-    let client = match &wire {
-        Wire::Grpc => PeerClient::new(PeerChannels::new(PeerOptions::default())),
-        Wire::Local(transport) => PeerClient::over(Arc::new(transport.clone())),
-    };
+    let client = wire.block_client("client");
 
     let fetched = client
         .fetch_blocks(&node.addr, GROUP, &[good_hash, missing_hash])
@@ -243,8 +255,14 @@ async fn fetch_block_round_trips_and_tampered_block_is_refused(wire: Wire) {
     );
     let addr = node.addr.clone();
     node.stop().await;
-    let gone = client.fetch_block(&addr, GROUP, good_hash).await;
-    match gone {
+    let gone = client.fetch_block(&addr, GROUP, good_hash);
+    if matches!(wire, Wire::Sim(_)) {
+        // A simulated host without power is silence, not a refusal.
+        let silence = tokio::time::timeout(Duration::from_secs(1), gone).await;
+        assert!(silence.is_err(), "a powered-off host answered: {silence:?}");
+        return;
+    }
+    match gone.await {
         Err(PeerClientError::Status { status, .. }) => {
             assert_eq!(status.code(), tonic::Code::Unavailable, "{status}")
         }

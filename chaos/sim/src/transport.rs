@@ -1,0 +1,209 @@
+//! [`SimTransport`]: one node's view of the [`SimNet`], implementing the
+//! peer network's `PeerTransport` seam.
+//!
+//! A request travels with its drawn delay, is handled by the target's peer
+//! service inside the target's task group, and the reply travels back with
+//! a delay of its own. A lost request or reply is silence: the caller's own
+//! deadline turns it into a timeout, as on a real network. A snapshot is a
+//! stream: its chunks arrive in order (each waits for the previous, as on a
+//! TCP connection), and a lost chunk resets the connection: the receiver
+//! reads `UNAVAILABLE` and discards its partial file, the sender gets
+//! `UNAVAILABLE`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use finkfs_raft::network::{
+    proto, unreachable, OutgoingChunks, PeerOptions, PeerReply, PeerRequest, PeerTransport,
+};
+use finkfs_raft::rt::{self, NodeTag};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, Stream, StreamExt};
+use tonic::Status;
+
+use crate::net::{wire_time, SimNet};
+
+/// The network as node `from` sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct SimTransport {
+    net: SimNet,
+    from: String,
+    options: PeerOptions,
+}
+
+impl std::fmt::Debug for SimTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTransport")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimTransport {
+    /// The transport of the node at `from`, whose callers use `options`.
+    pub fn new(net: SimNet, from: &str, options: PeerOptions) -> SimTransport {
+        SimTransport {
+            net,
+            from: from.to_string(),
+            options,
+        }
+    }
+}
+
+/// Waits out one message's trip; `false` if it never arrives (lost, cut
+/// link, or nobody with power at the other end).
+async fn travel(net: &SimNet, from: &str, to: &str, kind: &'static str) -> bool {
+    let sent = net.send(from, to, kind);
+    let Some(delay) = wire_time(sent.fate) else {
+        return false;
+    };
+    tokio::time::sleep(delay).await;
+    net.arrive(sent.seq, from, to, kind)
+}
+
+/// Runs a handler of the node `tag` inside its task group, so that a power
+/// cut of that node ends it; `None` if it was ended before it replied.
+async fn handle_in<T: Send + 'static>(
+    tag: Option<NodeTag>,
+    handler: BoxFuture<'static, T>,
+) -> Option<T> {
+    let task = match tag {
+        Some(tag) => rt::in_node_sync(tag, || rt::spawn(handler)),
+        None => rt::spawn(handler),
+    };
+    task.await.ok()
+}
+
+impl PeerTransport for SimTransport {
+    fn options(&self) -> &PeerOptions {
+        &self.options
+    }
+
+    fn unary(
+        &self,
+        to: &str,
+        request: PeerRequest,
+    ) -> BoxFuture<'static, Result<PeerReply, Status>> {
+        let (net, from, to) = (self.net.clone(), self.from.clone(), to.to_string());
+        async move {
+            if !net.knows(&to) {
+                return Err(unreachable(&to));
+            }
+            let kind = request.kind();
+            if !travel(&net, &from, &to, kind).await {
+                return std::future::pending().await;
+            }
+            let Some((endpoint, tag)) = net.host(&to) else {
+                return std::future::pending().await;
+            };
+            let Some(reply) = handle_in(tag, endpoint.handle_unary(request)).await else {
+                return std::future::pending().await;
+            };
+            let reply_kind = match &reply {
+                Ok(reply) => reply.kind(),
+                Err(_) => "Status",
+            };
+            if !travel(&net, &to, &from, reply_kind).await {
+                return std::future::pending().await;
+            }
+            if let Ok(reply) = &reply {
+                net.tap(&from, &to, reply);
+            }
+            reply
+        }
+        .boxed()
+    }
+
+    fn install_snapshot(
+        &self,
+        to: &str,
+        chunks: OutgoingChunks,
+    ) -> BoxFuture<'static, Result<proto::SnapshotReply, Status>> {
+        let (net, from, to) = (self.net.clone(), self.from.clone(), to.to_string());
+        async move {
+            if !net.knows(&to) {
+                return Err(unreachable(&to));
+            }
+            let Some((endpoint, tag)) = net.host(&to) else {
+                return std::future::pending().await;
+            };
+            let reset = Arc::new(AtomicBool::new(false));
+            let sender = SenderAlive(Arc::new(AtomicBool::new(false)));
+            let wire = Wire {
+                net: net.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                reset: Arc::clone(&reset),
+                sender_gone: Arc::clone(&sender.0),
+            };
+            let incoming = chunks_on_the_wire(wire, chunks);
+            let handled = handle_in(tag, endpoint.handle_install_snapshot(incoming.boxed())).await;
+            if reset.load(Ordering::Acquire) {
+                return Err(Status::unavailable(format!(
+                    "connection to {to} reset while sending a snapshot"
+                )));
+            }
+            let Some(reply) = handled else {
+                return std::future::pending().await;
+            };
+            if !travel(&net, &to, &from, "SnapshotReply").await {
+                return std::future::pending().await;
+            }
+            drop(sender);
+            reply
+        }
+        .boxed()
+    }
+}
+
+/// Set when the sending call is dropped (openraft cancelled it, or the
+/// sender's node lost power): the receiver then reads an error, as a gRPC
+/// server does when its client resets the stream.
+struct SenderAlive(Arc<AtomicBool>);
+
+impl Drop for SenderAlive {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// One snapshot stream's connection.
+#[derive(Clone)]
+struct Wire {
+    net: SimNet,
+    from: String,
+    to: String,
+    /// Set when a chunk was lost and the connection reset.
+    reset: Arc<AtomicBool>,
+    /// Set when the sender gave up.
+    sender_gone: Arc<AtomicBool>,
+}
+
+/// The chunks as the receiver reads them: each after its own trip, in
+/// order; the first that is lost ends the stream with `UNAVAILABLE` and
+/// sets `reset`; a sender that gave up ends it with `CANCELLED`.
+fn chunks_on_the_wire(
+    wire: Wire,
+    chunks: OutgoingChunks,
+) -> impl Stream<Item = Result<proto::SnapshotChunk, Status>> + Send + 'static {
+    futures_util::stream::unfold(Some(chunks), move |chunks| {
+        let wire = wire.clone();
+        async move {
+            let mut chunks = chunks?;
+            let cancelled = || Status::cancelled(format!("{} stopped sending", wire.from));
+            if wire.sender_gone.load(Ordering::Acquire) {
+                return Some((Err(cancelled()), None));
+            }
+            let chunk = chunks.next().await?;
+            if !travel(&wire.net, &wire.from, &wire.to, "SnapshotChunk").await {
+                wire.reset.store(true, Ordering::Release);
+                let status = Status::unavailable(format!("connection from {} reset", wire.from));
+                return Some((Err(status), None));
+            }
+            if wire.sender_gone.load(Ordering::Acquire) {
+                return Some((Err(cancelled()), None));
+            }
+            Some((Ok(chunk), Some(chunks)))
+        }
+    })
+}
