@@ -278,7 +278,13 @@ impl LocalCluster {
     /// Starts node `id` again on its data directory and ports (no initial
     /// members: an empty directory stays outside the cluster until added).
     pub async fn restart(&mut self, id: u64) {
-        let args = self.node_args(id);
+        self.restart_with(id, &[]).await;
+    }
+
+    /// [`Self::restart`] with `extra` flags (`--rejoin` for a wiped member).
+    pub async fn restart_with(&mut self, id: u64, extra: &[&str]) {
+        let mut args = self.node_args(id);
+        args.extend(extra.iter().map(|a| a.to_string()));
         let binary = self.binary.clone();
         let node = self.node_mut(id);
         let started = match node.spawn(&binary, &args) {

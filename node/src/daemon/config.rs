@@ -100,6 +100,13 @@ pub struct Flags {
     /// initializes the cluster; the others wait to be contacted.
     #[arg(long = "initial-member", value_name = "ID=PEER,CLIENT")]
     pub initial_members: Vec<String>,
+    /// This node was a member of its cluster and lost its data directory
+    /// (a new disk, a wiped directory): started empty with this flag, it
+    /// does not vote until it has followed a leader and caught up with the
+    /// commit index that leader announced, so it never helps elect a leader
+    /// on a vote or a log it lost. Without it an empty node counts as new.
+    #[arg(long)]
+    pub rejoin: bool,
     /// Largest object accepted, in bytes.
     #[arg(long)]
     pub object_bytes_max: Option<u64>,
@@ -266,6 +273,8 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The members of the first cluster (empty: initialize by hand).
     pub initial_members: Vec<InitialMember>,
+    /// Started empty after losing its data: no vote until caught up.
+    pub rejoin: bool,
     /// Largest object accepted.
     pub object_bytes_max: u64,
     /// Longest wait for a write to commit.
@@ -439,6 +448,7 @@ fn merge(flags: Flags, file: FileConfig) -> Result<NodeConfig, ConfigError> {
             .iter()
             .map(|m| initial_member(m))
             .collect::<Result<_, _>>()?,
+        rejoin: flags.rejoin,
         object_bytes_max: flags
             .object_bytes_max
             .or(file.object_bytes_max)

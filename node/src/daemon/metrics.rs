@@ -46,8 +46,9 @@ where
     pub disk: Arc<DiskStats>,
     /// Its client service counters.
     pub api: Arc<ApiCounters>,
-    /// Whether it may vote (see the log store's vote blockers).
-    pub may_vote: bool,
+    /// Why it may not vote now (the log store's vote gate, re-asked while
+    /// the node runs); empty when it may.
+    pub vote_blockers: tokio::sync::watch::Receiver<Vec<String>>,
     /// The automatic backups, when they are on.
     pub backup: Option<Arc<BackupState>>,
     /// The scrubber's counters.
@@ -241,7 +242,7 @@ where
             (
                 "finkfs_raft_may_vote",
                 "0 if this node lost its vote or log entries and must not vote.",
-                u64::from(self.may_vote),
+                u64::from(self.vote_blockers.borrow().is_empty()),
             ),
             (
                 "finkfs_raft_snapshot_index",

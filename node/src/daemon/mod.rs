@@ -236,6 +236,15 @@ fn raft_config(config: &NodeConfig, may_vote: bool) -> Result<Arc<Config>, Daemo
         max_in_snapshot_log_to_keep: raft.snapshot_every_entries.min(1000),
         enable_pre_vote: Some(true),
         enable_elect: may_vote,
+        // A follower whose data directory was lost or repaired comes back
+        // with a shorter log than the leader last saw. openraft's leader
+        // otherwise treats that as a bug and panics; finkfs expects it
+        // (disks fail, `fsck --repair` cuts damaged journals) and makes it
+        // safe on the follower's side instead: such a node refuses votes
+        // (DataDirWiped, BelowVouchFloor) until the leader has made its log
+        // whole again, so it never elects a leader on a log it lost. The
+        // leader just starts replicating to it from scratch.
+        allow_log_reversion: Some(true),
         ..Config::default()
     };
     let validated = openraft_config
@@ -244,12 +253,14 @@ fn raft_config(config: &NodeConfig, may_vote: bool) -> Result<Arc<Config>, Daemo
     Ok(Arc::new(validated))
 }
 
-/// The log store's settings: a node started without initial members
-/// belongs to a cluster that exists already, so an empty log means its
-/// data was lost and it must not vote until it has caught up.
+/// The log store's settings: a node started with `--rejoin` was a member
+/// of a cluster that exists, so an empty log means its data was lost and it
+/// must not vote until it has caught up. (An empty node cannot tell that
+/// by itself: a new node waiting for `Init` looks the same, and must vote
+/// for the cluster to elect its first leader.)
 fn log_store_options(config: &NodeConfig) -> LogStoreOptions {
     LogStoreOptions {
-        member_of_existing_cluster: config.initial_members.is_empty(),
+        member_of_existing_cluster: config.rejoin,
         ..LogStoreOptions::default()
     }
 }
@@ -375,8 +386,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         write_timeout: config.write_timeout,
         ..ApiOptions::default()
     };
-    let may_vote = vote_blockers.is_empty();
     let (blockers_shown, vote_blockers) = watch::channel(vote_watch::shown(&vote_gate));
+    let vote_blockers_now = vote_blockers.clone();
     let client_service = ClientService::new(
         config.id,
         GROUP,
@@ -447,7 +458,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             raft: raft.clone(),
             disk: disk_stats,
             api: counters,
-            may_vote,
+            vote_blockers: vote_blockers_now,
             backup: backup_state,
             scrub: scrub_stats,
             repair: repair_stats,

@@ -28,6 +28,7 @@ pub fn node_config(id: u64, data_dir: PathBuf) -> NodeConfig {
         client_advertise: None,
         metrics_listen: Some(loopback),
         initial_members: Vec::new(),
+        rejoin: false,
         object_bytes_max: 64 << 20,
         write_timeout: Duration::from_secs(10),
         raft: RaftSettings {
