@@ -17,8 +17,9 @@ and every byte read is checked against its BLAKE3.
 Try it on one machine, with nothing to configure:
   finkfs demo
 
-Check a stopped node's data directory, offline:
+Check a stopped node's data directory, offline, or every copy of a cluster:
   finkfs fsck --data-dir /srv/finkfs
+  finkfs --cluster 10.0.0.1:7002 fsck
 
 Talk to a cluster (the client address of any node; the leader is found):
   finkfs --cluster 10.0.0.1:7002,10.0.0.2:7002 put alert.avro ztf/raw/alert.avro
@@ -65,7 +66,8 @@ pub enum Command {
     /// Measure finkfs against the physical limits of this machine's disk.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Check every structure of a stopped node's data directory (offline).
+    /// Check a stopped node's data directory (offline, --repair mends it), or
+    /// every member's copies of a running cluster (--cluster).
     #[command(long_about = fsck::LONG_HELP)]
     Fsck(fsck::FsckArgs),
     /// Back up a node, and list, verify or prune the backups of a target.

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::run(command).map(|()| Outcome::Clean),
         Command::Demo(args) => demo::run(args),
         Command::Client(command) => client::run(&cli.cluster, command),
-        Command::Fsck(args) => fsck::run(args),
+        Command::Fsck(args) => fsck::run(args, &cli.cluster),
         Command::Backup(command) => backup::run(command),
         Command::Restore(args) => backup::run_restore(args),
     };

@@ -135,3 +135,68 @@ fn text_report_lists_changes_and_ends_with_the_verdict() {
         "{stdout}"
     );
 }
+
+#[test]
+fn damaged_block_is_fetched_from_a_backup_and_exits_0_healthy() {
+    let (dir, disk) = data_dir();
+    let backup = tempfile::tempdir().unwrap();
+    let backup_disk: DiskRef = Arc::new(RealDisk::open(backup.path()).unwrap());
+    let target = finkfs_node::backup::BackupTarget::open(backup_disk).unwrap();
+    let store = ObjectStore::open(disk.clone(), PathBuf::from(GROUP)).unwrap();
+    let path = "ztf/raw/alert-0.avro";
+    let original = store.get(path).unwrap();
+    for i in 0..4u8 {
+        let object = format!("ztf/raw/alert-{i}.avro");
+        for block in store.stat(&object).unwrap().unwrap().blocks {
+            let data = store.reader().block(&block.hash).unwrap().unwrap();
+            target.put_block(&block.hash, &data).unwrap();
+        }
+    }
+    drop(store);
+    let pack = disk.open(Path::new(PACK)).unwrap();
+    pack.write_at(64 + 56 + 100, &[0xEE; 4]).unwrap();
+    pack.sync().unwrap();
+
+    let output = finkfs()
+        .arg("fsck")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--repair")
+        .arg("--backup")
+        .arg(backup.path())
+        .arg("--json")
+        .output()
+        .expect("run finkfs fsck --repair --backup");
+    let (stdout, stderr) = texts(&output);
+    let text = format!("{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert_eq!(report["before"]["status"], "CORRUPT", "{text}");
+    assert_eq!(report["status"], "HEALTHY", "{text}");
+    let repaired = &report["blocks"][0]["repaired"];
+    assert_eq!(repaired.as_array().map(Vec::len), Some(1), "{text}");
+    assert_eq!(repaired[0]["damaged_file"], PACK, "{text}");
+    let store = ObjectStore::open(disk, PathBuf::from(GROUP)).unwrap();
+    assert_eq!(store.get(path).unwrap(), original, "served byte-identical");
+    let damaged = std::fs::read(dir.path().join(PACK)).unwrap();
+    assert_eq!(
+        damaged[64 + 56 + 100..64 + 56 + 104],
+        [0xEE; 4],
+        "the damaged copy is kept, not overwritten"
+    );
+}
+
+#[test]
+fn block_sources_need_repair() {
+    let (dir, _disk) = data_dir();
+    let output = finkfs()
+        .arg("fsck")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--backup")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "usage error");
+}

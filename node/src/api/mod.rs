@@ -12,6 +12,7 @@
 //! * `batcher`: small commands from concurrent calls share log entries.
 //! * `reads`: Get, Stat and List after a read-index barrier.
 //! * `cluster`: Status and the membership calls.
+//! * `verify`: this node's own copies, block by block, for fsck --cluster.
 
 mod batcher;
 mod cluster;
@@ -24,6 +25,7 @@ mod put;
 mod put_many;
 mod reads;
 mod server;
+mod verify;
 
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ pub use batcher::{
 };
 pub use member::{MemberAddr, MemberAddrError};
 pub use server::{ApiCounters, ApiCounts, ApiOptions, ClientService};
+pub use verify::{VERIFY_LIMIT_DEFAULT, VERIFY_LIMIT_MAX};
 
 /// Response metadata naming the leader's client address, set on every
 /// FAILED_PRECONDITION a follower answers.

@@ -275,7 +275,7 @@ where
 }
 
 /// A prefix or a start-after key: any string a path could start with.
-fn check_prefix(prefix: &str) -> Result<(), Status> {
+pub(super) fn check_prefix(prefix: &str) -> Result<(), Status> {
     if prefix.len() > OBJECT_PATH_BYTES_MAX {
         return Err(Status::invalid_argument(format!(
             "a listing key of {} bytes exceeds the path maximum of {OBJECT_PATH_BYTES_MAX}",

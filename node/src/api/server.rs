@@ -416,6 +416,14 @@ where
         self.counted(Ok(cluster::status(&self.shared)))
     }
 
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyReply>, Status> {
+        let result = super::verify::verify(&self.shared, request.into_inner()).await;
+        self.counted(result)
+    }
+
     async fn init(
         &self,
         request: Request<proto::InitRequest>,

@@ -3,8 +3,12 @@
 use super::{within, Client, ClientError, Reach};
 use crate::api::proto::{
     AddLearnerRequest, ChangeMembershipRequest, InitRequest, MemberSpec, MembershipReply,
-    PromoteRequest, RemoveRequest, StatusReply, StatusRequest,
+    PromoteRequest, RemoveRequest, StatusReply, StatusRequest, VerifyReply, VerifyRequest,
 };
+
+/// Longest wait for one page of Verify: the node reads every block of the
+/// page's objects first.
+pub const VERIFY_PAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Client {
     /// The status of the first node that answers, preferring the leader
@@ -25,6 +29,26 @@ impl Client {
         let timeout = self.options().request_timeout;
         let mut grpc = self.grpc(addr)?;
         within(timeout, grpc.status(StatusRequest {}))
+            .await
+            .map_err(|status| ClientError::Status {
+                addr: addr.to_string(),
+                status: Box::new(status),
+                attempts: 1,
+                elapsed: std::time::Duration::ZERO,
+            })
+    }
+
+    /// One page of the node at `addr`'s own copies, verified block by block
+    /// (objects after `start_after`, at most `limit`; 0 for the default).
+    pub async fn verify_page(
+        &self,
+        addr: &str,
+        start_after: Option<String>,
+        limit: u32,
+    ) -> Result<VerifyReply, ClientError> {
+        let mut grpc = self.grpc(addr)?;
+        let request = VerifyRequest { start_after, limit };
+        within(VERIFY_PAGE_TIMEOUT, grpc.verify(request))
             .await
             .map_err(|status| ClientError::Status {
                 addr: addr.to_string(),

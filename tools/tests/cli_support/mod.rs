@@ -71,6 +71,11 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts node `id` on free ports with its data in `dir`.
     pub fn start(bin: &Path, id: u64, dir: &Path) -> NodeProcess {
+        NodeProcess::start_with(bin, id, dir, &[])
+    }
+
+    /// [`NodeProcess::start`] with `extra` flags.
+    pub fn start_with(bin: &Path, id: u64, dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut child = Command::new(bin)
             .args(["--id", &id.to_string(), "--data-dir"])
             .arg(dir)
@@ -80,6 +85,7 @@ impl NodeProcess {
                 "--client-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("FINKFS_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
