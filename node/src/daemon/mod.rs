@@ -520,9 +520,21 @@ async fn serve_client(
         shutdown.await;
         signalled_tx.send_replace(true);
     };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // tonic ignores `tcp_nodelay` for a listener it did not bind itself,
+    // so Nagle is switched off here, on each accepted connection: with it
+    // on, a small reply waits for the client's delayed ACK (about 40 ms).
+    let incoming = {
+        use tokio_stream::StreamExt as _;
+        tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+            if let Ok(stream) = &accepted {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot disable Nagle on a client connection");
+                }
+            }
+            accepted
+        })
+    };
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, signal);
     let mut server = std::pin::pin!(server);
