@@ -3,7 +3,8 @@
 //! write has returned), and against a group commit that still costs one
 //! journal write per append instead of one for the whole group.
 
-use std::io;
+mod journal_hooks;
+
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions};
 use finkfs_raft::types::{AppCommand, Entry, EntryPayload, IOFlushed, LeaderId, LogId, TypeConfig};
-use finkfs_seam::{Disk, DiskFile, DiskRef, FileRef};
 use finkfs_simdisk::SimDisk;
+use journal_hooks::{hooked_disk, JournalHooks};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderId;
@@ -70,82 +71,9 @@ impl WriteGate {
     }
 }
 
-/// A disk whose journal segment writes go through the gate.
-#[derive(Debug)]
-struct GatedDisk {
-    inner: DiskRef,
-    gate: Arc<WriteGate>,
-}
-
-#[derive(Debug)]
-struct GatedFile {
-    inner: FileRef,
-    gate: Option<Arc<WriteGate>>,
-}
-
-impl GatedDisk {
-    fn wrap(&self, path: &Path, file: FileRef) -> FileRef {
-        let journal = path.starts_with(Path::new(DIR).join("journal"));
-        let gate = journal.then(|| Arc::clone(&self.gate));
-        Arc::new(GatedFile { inner: file, gate })
-    }
-}
-
-impl GatedFile {
-    fn pass(&self) {
-        if let Some(gate) = &self.gate {
-            gate.pass();
-        }
-    }
-}
-
-impl DiskFile for GatedFile {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+impl JournalHooks for WriteGate {
+    fn before_write(&self) {
         self.pass();
-        self.inner.write_at(offset, buf)
-    }
-    fn write_vectored_at(&self, offset: u64, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
-        self.pass();
-        self.inner.write_vectored_at(offset, bufs)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-}
-
-impl Disk for GatedDisk {
-    fn create(&self, path: &Path) -> io::Result<FileRef> {
-        Ok(self.wrap(path, self.inner.create(path)?))
-    }
-    fn open(&self, path: &Path) -> io::Result<FileRef> {
-        Ok(self.wrap(path, self.inner.open(path)?))
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.inner.exists(path)
     }
 }
 
@@ -162,10 +90,8 @@ fn entry(index: u64) -> Entry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_stay_readable_while_their_write_is_in_flight_and_a_group_is_one_write() {
     let gate = Arc::new(WriteGate::default());
-    let disk: DiskRef = Arc::new(GatedDisk {
-        inner: SimDisk::new(4).disk_ref(),
-        gate: Arc::clone(&gate),
-    });
+    let journal = Path::new(DIR).join("journal");
+    let disk = hooked_disk(SimDisk::new(4).disk_ref(), &journal, Arc::clone(&gate));
     let (mut store, _) =
         JournalLogStore::open(disk, Path::new(DIR), LogStoreOptions::default()).unwrap();
     store.blocking_append([entry(0)]).await.unwrap();

@@ -2,7 +2,8 @@
 //! entries durable, against appends that wait for an fsync, and against one
 //! fsync per append where one for the whole queue would do (group commit).
 
-use std::io;
+mod journal_hooks;
+
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -10,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions};
 use finkfs_raft::types::{AppCommand, Entry, EntryPayload, IOFlushed, LeaderId, LogId, TypeConfig};
-use finkfs_seam::{Disk, DiskFile, DiskRef, FileRef};
 use finkfs_simdisk::SimDisk;
+use journal_hooks::{hooked_disk, JournalHooks};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderId;
@@ -85,76 +86,12 @@ impl Gate {
     }
 }
 
-/// A disk whose journal files sync through the gate.
-#[derive(Debug)]
-struct GatedDisk {
-    inner: DiskRef,
-    gate: Arc<Gate>,
-}
-
-#[derive(Debug)]
-struct GatedFile {
-    inner: FileRef,
-    gate: Option<Arc<Gate>>,
-}
-
-impl GatedDisk {
-    fn wrap(&self, path: &Path, file: FileRef) -> FileRef {
-        let journal = path.starts_with(Path::new(DIR).join("journal"));
-        let gate = journal.then(|| Arc::clone(&self.gate));
-        Arc::new(GatedFile { inner: file, gate })
+impl JournalHooks for Gate {
+    fn before_sync(&self) {
+        self.pass();
     }
-}
-
-impl DiskFile for GatedFile {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_at(offset, buf)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn sync(&self) -> io::Result<()> {
-        if let Some(gate) = &self.gate {
-            gate.pass();
-        }
-        self.inner.sync()?;
-        if let Some(gate) = &self.gate {
-            gate.synced();
-        }
-        Ok(())
-    }
-}
-
-impl Disk for GatedDisk {
-    fn create(&self, path: &Path) -> io::Result<FileRef> {
-        Ok(self.wrap(path, self.inner.create(path)?))
-    }
-    fn open(&self, path: &Path) -> io::Result<FileRef> {
-        Ok(self.wrap(path, self.inner.open(path)?))
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.inner.exists(path)
+    fn after_sync(&self) {
+        self.synced();
     }
 }
 
@@ -169,10 +106,8 @@ fn entry(index: u64) -> Entry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_appends_share_one_fsync_and_no_callback_fires_before_it() {
     let gate = Arc::new(Gate::default());
-    let disk: DiskRef = Arc::new(GatedDisk {
-        inner: SimDisk::new(3).disk_ref(),
-        gate: Arc::clone(&gate),
-    });
+    let journal = Path::new(DIR).join("journal");
+    let disk = hooked_disk(SimDisk::new(3).disk_ref(), &journal, Arc::clone(&gate));
     let (mut store, _) =
         JournalLogStore::open(disk, Path::new(DIR), LogStoreOptions::default()).unwrap();
     store.blocking_append([entry(0)]).await.unwrap();
