@@ -109,7 +109,10 @@ where
     }
 }
 
-async fn store<SM>(shared: &Shared<SM>, request: PutManyRequest) -> Result<PutReply, Status>
+pub(crate) async fn store<SM>(
+    shared: &Shared<SM>,
+    request: PutManyRequest,
+) -> Result<PutReply, Status>
 where
     SM: RaftStateMachine<TypeConfig>,
 {

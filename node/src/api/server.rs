@@ -271,10 +271,6 @@ impl<SM> ClientService<SM>
 where
     SM: RaftStateMachine<TypeConfig>,
 {
-    /// The service of node `id` in `group`: writes go through `raft`, reads
-    /// through `reader`; `me` are the addresses this node advertises;
-    /// `vote_blockers` say why it may not vote (shown in Status). Starts the
-    /// batching task, so it must be called inside a tokio runtime.
     /// Reports the automatic backups' outcome in the Status call (once).
     pub fn show_backup_status(&self, state: Arc<BackupState>) {
         let _ = self.shared.backup.set(state);
@@ -286,6 +282,34 @@ where
         let _ = self.shared.read_repair.set(repair);
     }
 
+    /// Stores one whole object of at most [`super::PUT_MANY_OBJECT_BYTES_MAX`]
+    /// bytes, as one object of a PutMany stream would be: the same path and
+    /// size checks, the same batcher and proposer, the same reply. For
+    /// callers in the node's own process (the simulator), which have no
+    /// gRPC stream to hand to [`Client::put`].
+    pub async fn put_bytes(
+        &self,
+        path: String,
+        data: bytes::Bytes,
+    ) -> Result<proto::PutReply, Status> {
+        let result = match self.shared.require_leader() {
+            Ok(()) => {
+                let request = proto::PutManyRequest {
+                    path,
+                    data,
+                    expected_blake3: None,
+                };
+                put_many::store(&self.shared, request).await
+            }
+            Err(status) => Err(status),
+        };
+        self.counted(result).map(Response::into_inner)
+    }
+
+    /// The service of node `id` in `group`: writes go through `raft`, reads
+    /// through `reader`; `me` are the addresses this node advertises;
+    /// `vote_blockers` say why it may not vote (shown in Status). Starts the
+    /// batching task, so it must be called inside a tokio runtime.
     pub fn new(
         id: NodeId,
         group: GroupId,

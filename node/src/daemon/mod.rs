@@ -19,40 +19,36 @@
 pub mod backup;
 pub mod config;
 pub mod disk_metrics;
+mod group;
 pub mod metrics;
 pub mod network;
 pub mod unsafe_sync;
 mod vote_watch;
 
+pub use group::{group_dir, open_group, GroupParts};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use finkfs_raft::log_store::{JournalLogStore, LogStoreError, LogStoreOptions, OpenReport};
-use finkfs_raft::network::{
-    serve_peer, GroupHandle, GroupRegistry, PeerChannels, PeerClient, PeerNetwork, PeerOptions,
-    PeerService,
-};
+use finkfs_raft::log_store::{LogStoreError, LogStoreOptions, OpenReport};
+use finkfs_raft::network::{serve_peer, PeerChannels, PeerOptions, PeerTransport};
 use finkfs_raft::types::{GroupId, NodeId, Raft};
 use finkfs_seam::{DiskRef, RealDisk};
-use openraft::storage::RaftLogStorage;
 use openraft::{Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiOptions, ClientService, MemberAddr};
+use crate::api::{ClientService, MemberAddr};
 use crate::reader::ObjectReader;
-use crate::repair::{ReadRepair, RepairStats, RepairingBlockSource};
-use crate::scrub::{spawn_scrubber, ScrubStats, Scrubber};
-use crate::state_machine::{StateMachine, StateMachineError, StateMachineOptions};
+use crate::state_machine::{StateMachine, StateMachineError};
 use config::{ConfigError, Flags, NodeConfig};
 use disk_metrics::{DiskStats, MeteredDisk};
 use metrics::{serve_metrics, MetricsSources};
-use network::{MemberNetwork, PeerBlockFetcher};
 
 /// The group every node hosts in this version.
 pub const GROUP: GroupId = GroupId(0);
@@ -311,94 +307,34 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         real = Arc::new(unsafe_sync::SkipRaftLogSync::new(real));
     }
     let disk: DiskRef = Arc::new(MeteredDisk::new(real, Arc::clone(&disk_stats)));
-    let group_dir = PathBuf::from(format!("groups/{}", GROUP.0));
 
-    let (log_store, report) =
-        JournalLogStore::open(Arc::clone(&disk), &group_dir, log_store_options(&config))?;
-    let vote_blockers = report_log_store(config.id, &report);
-    let vote_gate = log_store.vote_gate();
+    let (stop, stopped) = watch::channel(false);
+    let transport: Arc<dyn PeerTransport> = Arc::new(PeerChannels::new(PeerOptions::default()));
+    let parts = open_group(
+        &config,
+        Arc::clone(&disk),
+        transport,
+        advertised.clone(),
+        stopped.clone(),
+    )
+    .await?;
     crate::fsck::repair::lock::write_pid_file(&disk).map_err(|source| DaemonError::DataDir {
         dir: config.data_dir.clone(),
         source,
     })?;
-    // For the journal archiver: it reads committed entries the way
-    // replication does.
-    let mut log_store = log_store;
-    let log_reader = log_store.get_log_reader().await;
-
-    let channels = PeerChannels::new(PeerOptions::default());
-    let raft_cell = Arc::new(OnceLock::new());
-    let fetcher = PeerBlockFetcher::new(
-        config.id,
-        GROUP,
-        PeerClient::new(channels.clone()),
-        Arc::clone(&raft_cell),
-    );
-    let sm_options = StateMachineOptions {
-        sync_entries: config.apply.sync_entries,
-        sync_interval: config.apply.sync_interval,
-        ..StateMachineOptions::default()
-    };
-    let state_machine = StateMachine::open(
-        Arc::clone(&disk),
-        group_dir.clone(),
-        sm_options,
-        Arc::new(fetcher),
-    )?;
-    let reader = state_machine.reader();
-    let snapshot_dir = state_machine.snapshot_dir().to_path_buf();
-    let repair_stats = Arc::new(RepairStats::default());
-    let read_repair = ReadRepair::new(
-        state_machine.repair_handle(),
-        Arc::new(PeerBlockFetcher::new(
-            config.id,
-            GROUP,
-            PeerClient::new(channels.clone()),
-            Arc::clone(&raft_cell),
-        )),
-        Arc::clone(&repair_stats),
-    );
-
-    let network = MemberNetwork::new(PeerNetwork::new(config.id, GROUP, channels));
-    let raft = Raft::new(
-        config.id,
-        raft_config(&config, vote_blockers.is_empty())?,
-        network,
-        log_store,
-        state_machine,
-    )
-    .await
-    .map_err(|e| DaemonError::Raft(format!("start: {e}")))?;
-    // Set once, just made: nothing else sets it.
-    let _ = raft_cell.set(raft.clone());
-
-    let registry = Arc::new(GroupRegistry::new());
-    let mut handle = GroupHandle::new(raft.clone(), Arc::clone(&disk), snapshot_dir)
-        .with_block_source(Arc::new(RepairingBlockSource::new(
-            reader.clone(),
-            read_repair.clone(),
-        )));
-    handle = handle.with_vote_gate(Arc::clone(&vote_gate));
-    registry.insert(GROUP, handle);
-
-    let api_options = ApiOptions {
-        object_bytes_max: config.object_bytes_max,
-        write_timeout: config.write_timeout,
-        ..ApiOptions::default()
-    };
-    let (blockers_shown, vote_blockers) = watch::channel(vote_watch::shown(&vote_gate));
-    let vote_blockers_now = vote_blockers.clone();
-    let client_service = ClientService::new(
-        config.id,
-        GROUP,
-        raft.clone(),
-        reader.clone(),
-        advertised.clone(),
-        api_options,
-        vote_blockers,
-    );
-    let counters = client_service.counters();
-    client_service.repair_reads(read_repair.clone());
+    let GroupParts {
+        raft,
+        reader,
+        peer_service,
+        client_service,
+        vote_blockers: vote_blockers_now,
+        counters,
+        repair_stats,
+        scrub_stats,
+        log_reader,
+        tasks: mut other_tasks,
+        ..
+    } = parts;
     let backup_shown = config
         .backup
         .as_ref()
@@ -407,10 +343,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         client_service.show_backup_status(Arc::clone(state));
     }
 
-    let (stop, stopped) = watch::channel(false);
     let peer_task = tokio::spawn(serve_peer(
         listeners.peer,
-        PeerService::new(registry),
+        peer_service,
         until(stopped.clone()),
     ));
     let client_task = tokio::spawn(serve_client(
@@ -418,7 +353,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         client_service,
         until(stopped.clone()),
     ));
-    let mut other_tasks = Vec::new();
     let backup_state = config.backup.as_ref().map(|settings| {
         let state = Arc::clone(backup_shown.as_ref().expect("made when backups are on"));
         other_tasks.push(backup::spawn_backups(
@@ -439,18 +373,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         ));
         state
     });
-    let scrub_stats = Arc::new(ScrubStats::default());
-    if config.scrub.is_enabled() {
-        let scrubber = Scrubber::new(
-            reader.clone(),
-            read_repair,
-            Arc::clone(&disk),
-            group_dir.join(finkfs_raft::log_store::JOURNAL_DIR),
-            config.scrub,
-            Arc::clone(&scrub_stats),
-        );
-        other_tasks.push(spawn_scrubber(scrubber, stopped.clone()));
-    }
     if let Some(listener) = listeners.metrics {
         let sources = Arc::new(MetricsSources {
             id: config.id,
@@ -469,13 +391,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
             until(stopped.clone()),
         )));
     }
-    other_tasks.push(vote_watch::spawn(
-        config.id,
-        vote_gate,
-        raft.clone(),
-        blockers_shown,
-        stopped.clone(),
-    ));
     if let Some(task) = initial_members_task(&config, &raft) {
         other_tasks.push(task);
     }

@@ -35,7 +35,7 @@ pub fn spawn<SM>(
 where
     SM: RaftStateMachine<TypeConfig>,
 {
-    tokio::spawn(async move {
+    finkfs_raft::rt::spawn(async move {
         loop {
             let now = shown(&gate);
             if *shown_to.borrow() != now {

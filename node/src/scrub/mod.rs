@@ -324,7 +324,7 @@ pub fn spawn_scrubber(
     scrubber: Scrubber,
     stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(scrubber.run(stopped))
+    finkfs_raft::rt::spawn(scrubber.run(stopped))
 }
 
 #[cfg(test)]
