@@ -284,6 +284,12 @@ fn hook() -> Option<Arc<Hook>> {
     HOOK.with(|hook| hook.borrow().clone())
 }
 
+/// Whether this thread runs a simulated world (the hook is installed):
+/// code that would start a thread of its own must run as a task instead.
+pub fn simulated() -> bool {
+    hook().is_some()
+}
+
 /// The node the current task runs for, if any.
 pub fn current_node() -> Option<NodeTag> {
     NODE.try_with(|tag| *tag).ok()
@@ -337,6 +343,22 @@ where
         *slot = Some(handle.abort_handle());
     }
     handle
+}
+
+/// Spawns a task from code that may run off the runtime's threads (a
+/// blocking read that starts a repair): inside a simulated node, as
+/// [`spawn`] (the task stays in the node's group); otherwise on `handle`.
+#[allow(clippy::disallowed_methods)] // Falls back to the caller's runtime.
+pub fn spawn_on<F>(handle: &tokio::runtime::Handle, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if hook().is_some() && current_node().is_some() {
+        spawn(future)
+    } else {
+        handle.spawn(future)
+    }
 }
 
 /// Aborts every task of node `tag` (and every task they spawned), and

@@ -1,4 +1,8 @@
-//! `finkfs-chaos`: chaos harnesses over real `finkfs-node` processes.
+//! `finkfs-chaos`: chaos harnesses over real `finkfs-node` processes, and
+//! the deterministic simulator of a whole cluster in one process.
+//!
+//! `finkfs-chaos sim --seed S` (or `--seeds A..B`) runs simulated worlds:
+//! see `finkfs_sim::world` and `docs/chaos.md`.
 //!
 //! `finkfs-chaos power-cut` runs a cluster whose data directories sit on
 //! crash file systems and loops: write load, SIGKILL and power cut of one
@@ -18,6 +22,7 @@ mod offline_fsck;
 mod power_cut;
 mod recovery;
 mod schedule;
+mod sim;
 mod summary;
 
 use std::process::ExitCode;
@@ -44,6 +49,10 @@ struct Cli {
 enum Command {
     /// Cut the power of nodes again and again under a write load.
     PowerCut(PowerCutArgs),
+    /// Simulate a whole cluster in one process, on simulated disks and
+    /// network, under power cuts, disk damage and network faults drawn
+    /// from a seed; check every invariant after every step.
+    Sim(sim::SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -147,15 +156,22 @@ impl From<PolicyArg> for Policy {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The simulated nodes log what real ones would (thousands of power
+    // cuts' worth): off unless asked for.
+    let default_filter = match cli.command {
+        Command::Sim(_) => "off",
+        Command::PowerCut(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FINKFS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
+        Command::Sim(args) => return sim::run(&args),
         Command::PowerCut(args) => power_cut::Plan {
             cycles: args.cycles,
             seed: args.seed,

@@ -25,6 +25,7 @@ pub mod payload;
 mod safety;
 mod trace;
 mod transport;
+pub mod world;
 
 pub use faults::{Fate, LinkFaults};
 pub use model::{Model, ModelViolation, Observed, Outcome, ReadTicket, Value};

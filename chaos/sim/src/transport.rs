@@ -19,6 +19,7 @@ use finkfs_raft::network::{
 use finkfs_raft::rt::{self, NodeTag};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
+use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::net::{wire_time, SimNet};
@@ -93,10 +94,16 @@ impl PeerTransport for SimTransport {
             if !travel(&net, &from, &to, kind).await {
                 return std::future::pending().await;
             }
-            let Some((endpoint, tag)) = net.host(&to) else {
+            // The endpoint is not kept past making the handler: a caller
+            // waiting on a node that lost power must not keep its
+            // incarnation alive.
+            let Some((handler, tag)) = net
+                .host(&to)
+                .map(|(endpoint, tag)| (endpoint.handle_unary(request), tag))
+            else {
                 return std::future::pending().await;
             };
-            let Some(reply) = handle_in(tag, endpoint.handle_unary(request)).await else {
+            let Some(reply) = handle_in(tag, handler).await else {
                 return std::future::pending().await;
             };
             let reply_kind = match &reply {
@@ -136,8 +143,15 @@ impl PeerTransport for SimTransport {
                 reset: Arc::clone(&reset),
                 sender_gone: Arc::clone(&sender.0),
             };
-            let incoming = chunks_on_the_wire(wire, chunks);
-            let handled = handle_in(tag, endpoint.handle_install_snapshot(incoming.boxed())).await;
+            // The sender's chunks are read by a pump in the sender's own
+            // task and cross to the receiver through a channel: the
+            // receiver never holds the sender's stream (and its disk), so
+            // a power cut of either side ends only its own half.
+            let (tx, rx) = mpsc::channel(1);
+            let incoming = chunks_on_the_wire(wire, rx);
+            let handler = endpoint.handle_install_snapshot(incoming.boxed());
+            drop(endpoint);
+            let (_, handled) = tokio::join!(pump(chunks, tx), handle_in(tag, handler));
             if reset.load(Ordering::Acquire) {
                 return Err(Status::unavailable(format!(
                     "connection to {to} reset while sending a snapshot"
@@ -179,12 +193,23 @@ struct Wire {
     sender_gone: Arc<AtomicBool>,
 }
 
+/// Feeds the sender's chunks into the wire, then the end marker; stops
+/// when the receiver has gone.
+async fn pump(mut chunks: OutgoingChunks, tx: mpsc::Sender<Option<proto::SnapshotChunk>>) {
+    while let Some(chunk) = chunks.next().await {
+        if tx.send(Some(chunk)).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(None).await;
+}
+
 /// The chunks as the receiver reads them: each after its own trip, in
 /// order; the first that is lost ends the stream with `UNAVAILABLE` and
 /// sets `reset`; a sender that gave up ends it with `CANCELLED`.
 fn chunks_on_the_wire(
     wire: Wire,
-    chunks: OutgoingChunks,
+    chunks: mpsc::Receiver<Option<proto::SnapshotChunk>>,
 ) -> impl Stream<Item = Result<proto::SnapshotChunk, Status>> + Send + 'static {
     futures_util::stream::unfold(Some(chunks), move |chunks| {
         let wire = wire.clone();
@@ -194,7 +219,13 @@ fn chunks_on_the_wire(
             if wire.sender_gone.load(Ordering::Acquire) {
                 return Some((Err(cancelled()), None));
             }
-            let chunk = chunks.next().await?;
+            // `None` from the channel: the pump was dropped before its end
+            // marker (the sender lost power or gave up).
+            let chunk = match chunks.recv().await {
+                Some(Some(chunk)) => chunk,
+                Some(None) => return None,
+                None => return Some((Err(cancelled()), None)),
+            };
             if !travel(&wire.net, &wire.from, &wire.to, "SnapshotChunk").await {
                 wire.reset.store(true, Ordering::Release);
                 let status = Status::unavailable(format!("connection from {} reset", wire.from));

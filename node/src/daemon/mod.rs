@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use finkfs_raft::log_store::{LogStoreError, LogStoreOptions, OpenReport};
+use finkfs_raft::log_store::{LogStoreError, LogStoreOptions, OpenReport, WriterRun};
 use finkfs_raft::network::{serve_peer, PeerChannels, PeerOptions, PeerTransport};
 use finkfs_raft::types::{GroupId, NodeId, Raft};
 use finkfs_seam::{DiskRef, RealDisk};
@@ -257,6 +257,13 @@ fn raft_config(config: &NodeConfig, may_vote: bool) -> Result<Arc<Config>, Daemo
 fn log_store_options(config: &NodeConfig) -> LogStoreOptions {
     LogStoreOptions {
         member_of_existing_cluster: config.rejoin,
+        // Under the simulator the writer must be one of the node's tasks:
+        // a thread would escape its clock and its power cuts.
+        writer_run: if finkfs_raft::rt::simulated() {
+            WriterRun::Task
+        } else {
+            WriterRun::Thread
+        },
         ..LogStoreOptions::default()
     }
 }

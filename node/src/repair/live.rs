@@ -169,7 +169,7 @@ impl ReadRepair {
             started.insert(hash, now);
         }
         let this = self.clone();
-        self.runtime.spawn(async move {
+        finkfs_raft::rt::spawn_on(&self.runtime, async move {
             this.repair(damaged).await;
         });
     }

@@ -1,0 +1,881 @@
+//! The world: a whole finkfs cluster in one process on one thread, under a
+//! paused tokio clock, driven by one seed (`docs/design-simulation.md`).
+//!
+//! Every step the world may cut the power of nodes (one, a minority, a
+//! majority or all at once, sometimes again while they boot), damage the
+//! disk of a powered-off node, partition or degrade the network; starts
+//! client operations; advances virtual time; collects the clients' answers
+//! into the [`Model`]; and checks the safety properties. Faults stop at
+//! 80 % of the steps; the cluster must then serve again within a bounded
+//! virtual time, and every path must read back from the leader what the
+//! model admits and the same from every replica.
+
+mod client;
+mod node;
+mod report;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use finkfs_node::api::MemberAddr;
+use finkfs_node::daemon::config::{ApplySettings, NodeConfig, RaftSettings};
+use finkfs_node::scrub::ScrubSettings;
+use finkfs_raft::rt;
+use finkfs_raft::types::NodeId;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::ServerState;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::model::{Model, Observed, Outcome, ReadTicket, Value};
+use crate::safety::{NodeView, SafetyChecker};
+use crate::{LinkFaults, SimNet};
+use client::{Op, Reply};
+use node::{BootError, SimNode};
+pub use report::{Coverage, CutScope, DiskFaultKind, RunReport};
+
+/// Virtual time one step lasts.
+const STEP: Duration = Duration::from_millis(50);
+/// A client gives up on an operation after this long: in doubt.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once faults stop, a leader must accept a write within this long
+/// (invariant 7): 20× the election timeout ceiling plus snapshot installs.
+const LIVENESS_BOUND: Duration = Duration::from_secs(20);
+/// Faults stop at this fraction of the steps.
+const FAULT_WINDOW_PERCENT: u64 = 80;
+/// Largest object the workload writes.
+const OBJECT_BYTES_MAX: usize = 96 << 10;
+
+/// What one run simulates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldConfig {
+    /// Everything random in the run derives from it.
+    pub seed: u64,
+    /// Nodes in the cluster (3 or 5).
+    pub nodes: u64,
+    /// Steps of [`STEP`] virtual time each.
+    pub steps: u64,
+    /// A deliberate bug built into every node, to show the checker
+    /// catches it (tests only).
+    pub bug: Option<Bug>,
+}
+
+/// Deliberate bugs the checker must catch (section 8 of the design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Bug {
+    /// The Raft log's fsyncs do nothing: writes are acknowledged before
+    /// they are durable.
+    AckBeforeFsync,
+}
+
+impl WorldConfig {
+    /// The command that replays this run.
+    pub fn replay_line(&self) -> String {
+        let mut line = format!(
+            "finkfs-chaos sim --seed {} --steps {} --nodes {}",
+            self.seed, self.steps, self.nodes
+        );
+        if self.bug.is_some() {
+            line.push_str(" (with a deliberate bug built in: replay it from its test)");
+        }
+        line
+    }
+}
+
+/// Runs one world to its end, on this thread.
+pub fn run(config: &WorldConfig) -> RunReport {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime can always be built");
+    let _hook = rt::install_hook(config.seed);
+    runtime.block_on(async {
+        let mut world = World::new(config.clone());
+        world.run().await;
+        world.finish()
+    })
+}
+
+/// A client operation in flight.
+struct Pending {
+    op: Op,
+    node: NodeId,
+    started: Instant,
+    reply: oneshot::Receiver<Reply>,
+    ticket: Option<ReadTicket>,
+}
+
+/// A node that is off and when it comes back.
+#[derive(Debug, Clone, Copy)]
+struct Down {
+    until: Instant,
+    /// Cut the power again after this many mutating operations of the boot.
+    trip_after: Option<u64>,
+    /// Boots refused in a row.
+    refusals: u32,
+}
+
+struct World {
+    config: WorldConfig,
+    started: Instant,
+    step: u64,
+    net: SimNet,
+    nodes: Vec<SimNode>,
+    node_config: BTreeMap<NodeId, NodeConfig>,
+    down: BTreeMap<NodeId, Down>,
+    /// The one node whose disk takes damage at rest, so that every piece
+    /// always has intact copies on the others.
+    victim: NodeId,
+    faults: SmallRng,
+    workload: SmallRng,
+    model: Model,
+    safety: SafetyChecker,
+    pending: Vec<Pending>,
+    next_op: u64,
+    paths: Vec<String>,
+    coverage: Coverage,
+    violations: Vec<String>,
+    trace: blake3::Hasher,
+    heal_at: Option<Instant>,
+}
+
+impl World {
+    fn new(config: WorldConfig) -> World {
+        let seed = config.seed;
+        let derive = |salt: u64| splitmix(seed ^ splitmix(salt));
+        let net = SimNet::new(derive(1), LinkFaults::lan());
+        net.keep_events(false);
+        let nodes: Vec<SimNode> = (1..=config.nodes)
+            .map(|id| SimNode::new(id, derive(100 + id)))
+            .collect();
+        let node_config = nodes
+            .iter()
+            .map(|node| (node.id, node_config(node.id)))
+            .collect();
+        let mut faults = SmallRng::seed_from_u64(derive(2));
+        let victim = faults.gen_range(1..=config.nodes);
+        World {
+            started: Instant::now(),
+            step: 0,
+            net,
+            nodes,
+            node_config,
+            down: BTreeMap::new(),
+            victim,
+            faults,
+            workload: SmallRng::seed_from_u64(derive(3)),
+            model: Model::new(),
+            safety: SafetyChecker::new(),
+            pending: Vec::new(),
+            next_op: 1,
+            paths: Vec::new(),
+            coverage: Coverage {
+                runs: 1,
+                ..Coverage::default()
+            },
+            violations: Vec::new(),
+            trace: blake3::Hasher::new(),
+            heal_at: None,
+            config,
+        }
+    }
+
+    /// Writes one line to the trace, stamped with virtual time.
+    fn event(&mut self, what: &str) {
+        let at = self.started.elapsed().as_micros();
+        let line = format!("{at} {} {what}\n", self.step);
+        self.trace.update(line.as_bytes());
+        if std::env::var_os("FINKFS_SIM_TRACE").is_some() {
+            eprint!("{line}");
+        }
+        tracing::debug!(step = self.step, "{what}");
+    }
+
+    fn violation(&mut self, what: String) {
+        self.event(&format!("VIOLATION {what}"));
+        self.violations.push(format!("step {}: {what}", self.step));
+    }
+
+    async fn run(&mut self) {
+        self.boot_cluster().await;
+        let fault_end = self.config.steps * FAULT_WINDOW_PERCENT / 100;
+        for step in 0..self.config.steps {
+            self.step = step;
+            if step < fault_end {
+                self.maybe_fault().await;
+            } else if step == fault_end {
+                self.stop_faults();
+            }
+            self.cut_tripped().await;
+            self.restart_due().await;
+            self.start_ops();
+            tokio::time::sleep(STEP).await;
+            self.collect_replies(false);
+            self.observe();
+            if !self.violations.is_empty() {
+                return;
+            }
+        }
+        self.step = self.config.steps;
+        self.stop_faults();
+        self.end_checks().await;
+    }
+
+    async fn boot_cluster(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.boot(i).await;
+        }
+        let members: BTreeMap<NodeId, finkfs_raft::types::Node> = self
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.addr.to_node()))
+            .collect();
+        let first = self.nodes[0].live.as_ref().map(|l| (l.raft.clone(), l.tag));
+        if let Some((raft, tag)) = first {
+            let init = rt::in_node(tag, raft.initialize(members)).await;
+            if let Err(error) = init {
+                self.violation(format!("the cluster could not be initialized: {error}"));
+            }
+        }
+        self.event("cluster initialized");
+    }
+
+    /// Boots node `i`; on failure, schedules what a supervisor or operator
+    /// would do.
+    async fn boot(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        let down = self.down.remove(&id);
+        let trip = down.and_then(|d| d.trip_after);
+        let config = self.node_config[&id].clone();
+        let booted = self.nodes[i]
+            .boot(&self.net, &config, trip, self.config.bug)
+            .await;
+        match booted {
+            Ok(()) => {
+                self.coverage.boots += 1;
+                let incarnation = self.nodes[i].incarnation;
+                self.event(&format!("node {id} booted, incarnation {incarnation}"));
+            }
+            Err(BootError::Tripped(why)) => {
+                self.coverage.cuts_during_recovery += 1;
+                self.event(&format!("node {id} lost power while booting: {why}"));
+                let until = Instant::now() + self.downtime();
+                self.down.insert(
+                    id,
+                    Down {
+                        until,
+                        trip_after: None,
+                        refusals: 0,
+                    },
+                );
+            }
+            Err(BootError::Refused(why)) => {
+                self.coverage.boots_refused += 1;
+                let refusals = down.map_or(0, |d| d.refusals) + 1;
+                self.event(&format!("node {id} refused to start: {why}"));
+                if refusals > 2 {
+                    self.violation(format!(
+                        "node {id} still refuses to start after an offline repair: {why}"
+                    ));
+                    return;
+                }
+                self.repair_offline(i);
+                self.down.insert(
+                    id,
+                    Down {
+                        until: Instant::now() + STEP,
+                        trip_after: None,
+                        refusals,
+                    },
+                );
+            }
+        }
+    }
+
+    /// What the operator does with a node that refuses to start:
+    /// `finkfs fsck --repair` on its data directory.
+    fn repair_offline(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        let disk = self.nodes[i].disk.disk_ref();
+        let scratch = finkfs_simdisk::SimDisk::new(0).disk_ref();
+        let options = finkfs_node::fsck::FsckOptions::default();
+        let outcome = finkfs_node::fsck::repair::repair_data_dir(
+            disk,
+            scratch,
+            &options,
+            &mut finkfs_node::fsck::NoProgress,
+        );
+        self.coverage.repairs += 1;
+        match outcome {
+            Ok(report) => {
+                let status = report.status;
+                let actions = report.actions.len();
+                self.event(&format!(
+                    "node {id} repaired offline: {status}, {actions} actions"
+                ));
+            }
+            Err(error) => self.event(&format!("node {id} offline repair failed: {error}")),
+        }
+    }
+
+    fn downtime(&mut self) -> Duration {
+        // Mostly short; sometimes long enough for the leader to purge its
+        // log and have to send a snapshot.
+        if self.faults.gen_bool(0.2) {
+            Duration::from_millis(self.faults.gen_range(2_000..6_000))
+        } else {
+            Duration::from_millis(self.faults.gen_range(0..1_000))
+        }
+    }
+
+    /// A node whose tripwire fired after its boot lost power in the middle
+    /// of an operation (a journal append, an apply, an fsync): it is cut.
+    async fn cut_tripped(&mut self) {
+        let tripped: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].live.as_ref().is_some_and(|l| l.disk.is_off()))
+            .collect();
+        for i in tripped {
+            self.coverage.cuts_mid_operation += 1;
+            self.cut(&[i], CutScope::One).await;
+        }
+    }
+
+    async fn restart_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].live.is_none()
+                    && self
+                        .down
+                        .get(&self.nodes[i].id)
+                        .is_some_and(|d| d.until <= now)
+            })
+            .collect();
+        for i in due {
+            self.boot(i).await;
+        }
+    }
+
+    /// Cuts the power of the nodes at `indices` at once.
+    async fn cut(&mut self, indices: &[usize], scope: CutScope) {
+        *self.coverage.cuts.entry(scope).or_default() += 1;
+        let names: Vec<String> = indices
+            .iter()
+            .map(|i| self.nodes[*i].id.to_string())
+            .collect();
+        self.event(&format!("power cut {scope:?}: nodes {}", names.join(",")));
+        for &i in indices {
+            let policy = schedule::crash_policy(&mut self.faults);
+            let id = self.nodes[i].id;
+            if let Some(weak) = self.nodes[i].cut(&self.net, policy).await {
+                self.coverage.node_power_cuts += 1;
+                if weak.strong_count() != 0 {
+                    let incarnation = self.nodes[i].incarnation;
+                    self.violation(format!(
+                        "node {id} incarnation {incarnation} still referenced after a power cut (a task escaped its node)"
+                    ));
+                }
+            }
+            let until = Instant::now() + self.downtime();
+            let trip_after = self
+                .faults
+                .gen_bool(0.25)
+                .then(|| self.faults.gen_range(0..400));
+            let refusals = self.down.get(&id).map_or(0, |d| d.refusals);
+            self.down.insert(
+                id,
+                Down {
+                    until,
+                    trip_after,
+                    refusals,
+                },
+            );
+            if id == self.victim && self.faults.gen_bool(0.5) {
+                self.damage_at_rest(i);
+            }
+        }
+    }
+
+    fn damage_at_rest(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        if let Some((structure, kind, path, at)) =
+            schedule::damage(&self.nodes[i].disk, &mut self.faults)
+        {
+            *self
+                .coverage
+                .disk_faults
+                .entry((structure, kind))
+                .or_default() += 1;
+            self.event(&format!(
+                "node {id}: {kind:?} in {} at {at}",
+                path.display()
+            ));
+        }
+    }
+
+    async fn maybe_fault(&mut self) {
+        if let Some(heal_at) = self.heal_at {
+            if Instant::now() >= heal_at {
+                self.net.heal();
+                self.net.set_default_faults(LinkFaults::lan());
+                self.heal_at = None;
+                self.event("network healed");
+            }
+        }
+        if self.faults.gen_bool(0.06) {
+            let n = self.nodes.len();
+            let (scope, count) = schedule::cut_scope(&mut self.faults, n);
+            let mut indices: Vec<usize> = (0..n).collect();
+            schedule::shuffle(&mut indices, &mut self.faults);
+            indices.truncate(count);
+            indices.sort_unstable();
+            self.cut(&indices, scope).await;
+        }
+        if self.heal_at.is_none() && self.faults.gen_bool(0.02) {
+            let until = Instant::now() + Duration::from_millis(self.faults.gen_range(300..3_000));
+            self.heal_at = Some(until);
+            if self.faults.gen_bool(0.5) {
+                let n = self.nodes.len();
+                let mut order: Vec<usize> = (0..n).collect();
+                schedule::shuffle(&mut order, &mut self.faults);
+                let split = self.faults.gen_range(1..n);
+                let peers: Vec<&str> = order.iter().map(|&i| self.nodes[i].peer()).collect();
+                let (a, b) = peers.split_at(split);
+                self.net.partition(&[a, b]);
+                self.coverage.partitions += 1;
+                let text = format!("partition {a:?} | {b:?}");
+                self.event(&text);
+            } else {
+                let p = self.faults.gen_range(0.05..0.4);
+                self.net.set_default_faults(LinkFaults::lan().dropping(p));
+                self.coverage.lossy_periods += 1;
+                self.event(&format!("links lose {p:.2} of messages"));
+            }
+        }
+    }
+
+    fn stop_faults(&mut self) {
+        self.net.heal();
+        self.net.set_default_faults(LinkFaults::lan());
+        self.heal_at = None;
+        for down in self.down.values_mut() {
+            down.trip_after = None;
+        }
+        self.event("faults stop");
+    }
+
+    /// The node that leads, by its own metrics.
+    fn leader(&self) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.live
+                .as_ref()
+                .is_some_and(|l| l.raft.metrics().borrow_watched().state == ServerState::Leader)
+        })
+    }
+
+    fn start_ops(&mut self) {
+        for _ in 0..2 {
+            if !self.workload.gen_bool(0.6) {
+                continue;
+            }
+            let Some(op) = self.draw_op() else { continue };
+            let target = match self.leader() {
+                Some(i) if self.workload.gen_bool(0.95) => i,
+                _ => self.workload.gen_range(0..self.nodes.len()),
+            };
+            self.send(target, op);
+        }
+    }
+
+    fn draw_op(&mut self) -> Option<Op> {
+        let roll = self.workload.gen_range(0..100);
+        if roll < 35 && !self.paths.is_empty() {
+            let path = self.paths[self.workload.gen_range(0..self.paths.len())].clone();
+            return Some(Op::Get { path });
+        }
+        let op_id = self.next_op;
+        self.next_op += 1;
+        if roll < 47 && !self.paths.is_empty() {
+            let path = self.paths[self.workload.gen_range(0..self.paths.len())].clone();
+            return self.model.writable(&path).then_some(Op::Delete { path });
+        }
+        let path = if self.paths.is_empty() || self.workload.gen_bool(0.6) {
+            let path = format!("alerts/{}/{op_id}.avro", op_id % 7);
+            self.paths.push(path.clone());
+            path
+        } else {
+            self.paths[self.workload.gen_range(0..self.paths.len())].clone()
+        };
+        if !self.model.writable(&path) {
+            return None;
+        }
+        let len = if self.workload.gen_bool(0.1) {
+            self.workload.gen_range(64 << 10..=OBJECT_BYTES_MAX)
+        } else {
+            self.workload.gen_range(1 << 10..=56 << 10)
+        };
+        Some(Op::Put { path, op_id, len })
+    }
+
+    fn send(&mut self, i: usize, op: Op) {
+        let node = &self.nodes[i];
+        let Some(live) = node.live.as_ref() else {
+            return;
+        };
+        let ticket = match &op {
+            Op::Get { path } => Some(self.model.begin_read(path)),
+            Op::Put { path, op_id, .. } => {
+                self.model.send(path, Value::Written(*op_id));
+                None
+            }
+            Op::Delete { path, .. } => {
+                self.model.send(path, Value::Absent);
+                None
+            }
+        };
+        let reply = client::start(
+            live.tag,
+            Arc::clone(&live.client),
+            live.raft.clone(),
+            op.clone(),
+        );
+        let text = format!("send {op:?} to node {}", node.id);
+        let node_id = node.id;
+        self.event(&text);
+        self.pending.push(Pending {
+            op,
+            node: node_id,
+            started: Instant::now(),
+            reply,
+            ticket,
+        });
+    }
+
+    /// Takes in the answers that arrived; `drain` gives up on the rest.
+    fn collect_replies(&mut self, drain: bool) {
+        let mut still = Vec::new();
+        for mut pending in std::mem::take(&mut self.pending) {
+            let reply = match pending.reply.try_recv() {
+                Ok(reply) => Some(reply),
+                Err(oneshot::error::TryRecvError::Closed) => None,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if !drain && pending.started.elapsed() < CLIENT_TIMEOUT {
+                        still.push(pending);
+                        continue;
+                    }
+                    None
+                }
+            };
+            self.settle(pending, reply);
+        }
+        self.pending = still;
+    }
+
+    fn settle(&mut self, pending: Pending, reply: Option<Reply>) {
+        let Pending {
+            op, node, ticket, ..
+        } = pending;
+        match (op, reply) {
+            (Op::Get { path }, reply) => {
+                let observed = match reply {
+                    Some(Reply::Read(observed)) => observed,
+                    _ => Observed::Refused("no answer".to_string()),
+                };
+                self.event(&format!("read {path} at node {node}: {observed:?}"));
+                self.check_read(ticket.expect("reads carry a ticket"), &observed, node);
+            }
+            (Op::Put { path, op_id, .. }, reply) => {
+                self.finish_write(&path, Value::Written(op_id), reply, node)
+            }
+            (Op::Delete { path }, reply) => self.finish_write(&path, Value::Absent, reply, node),
+        }
+    }
+
+    fn finish_write(&mut self, path: &str, value: Value, reply: Option<Reply>, node: NodeId) {
+        let outcome = match reply {
+            Some(Reply::Write(outcome)) => outcome,
+            _ => Outcome::InDoubt,
+        };
+        match outcome {
+            Outcome::Acknowledged(_) => self.coverage.acknowledged += 1,
+            Outcome::Rejected => self.coverage.rejected += 1,
+            Outcome::InDoubt => self.coverage.in_doubt += 1,
+        }
+        self.event(&format!(
+            "write {path} = {value} at node {node}: {outcome:?}"
+        ));
+        self.model.finish(path, value, outcome);
+    }
+
+    fn check_read(&mut self, ticket: ReadTicket, observed: &Observed, node: NodeId) {
+        self.coverage.reads_checked += 1;
+        if let Observed::Refused(why) = observed {
+            self.coverage.reads_refused += 1;
+            if why.starts_with("DataLoss") && !self.damage_injected() {
+                self.violation(format!(
+                    "invariant 4: node {node} refused a read as damaged, and no damage was injected: {why}"
+                ));
+            }
+        }
+        if let Err(violation) = self.model.end_read(ticket, observed) {
+            self.violation(format!("node {node}: {violation}"));
+        }
+    }
+
+    fn damage_injected(&self) -> bool {
+        !self.coverage.disk_faults.is_empty()
+    }
+
+    /// The per-step safety checks over every powered node.
+    fn observe(&mut self) {
+        let mut summary = String::new();
+        let mut found = Vec::new();
+        for node in &self.nodes {
+            let Some(live) = node.live.as_ref() else {
+                let _ = write!(summary, " {}:off", node.id);
+                continue;
+            };
+            let metrics = live.raft.metrics().borrow_watched().clone();
+            let view = NodeView {
+                vote_term: metrics.current_term,
+                leader: metrics.current_leader,
+                leads: metrics.state == ServerState::Leader,
+                committed: metrics.local_committed.map(|l| l.index),
+                applied: metrics.last_applied.map(|l| l.index),
+            };
+            let _ = write!(
+                summary,
+                " {}:t{}{}a{}",
+                node.id,
+                view.vote_term,
+                if view.leads { "L" } else { "" },
+                view.applied.map_or(-1, |a| a as i64)
+            );
+            if let Err(violation) = self.safety.observe((node.id, live.tag.incarnation), view) {
+                found.push(violation.to_string());
+            }
+        }
+        self.event(&format!("state{summary}"));
+        for violation in found {
+            self.violation(violation);
+        }
+    }
+
+    /// After the faults: every node powered, a leader accepting writes
+    /// within the bound, every path read back from the leader and the same
+    /// from every replica.
+    async fn end_checks(&mut self) {
+        let deadline = Instant::now() + LIVENESS_BOUND;
+        while Instant::now() < deadline
+            && (!self.down.is_empty() || self.nodes.iter().any(|n| n.live.is_none()))
+        {
+            self.restart_all().await;
+            if !self.violations.is_empty() {
+                return;
+            }
+            tokio::time::sleep(STEP).await;
+        }
+        let probe = self.probe(deadline).await;
+        let Some(index) = probe else {
+            self.violation(format!(
+                "invariant 7: no leader accepted a write within {LIVENESS_BOUND:?} after the faults stopped"
+            ));
+            return;
+        };
+        self.wait_applied(index, Instant::now() + LIVENESS_BOUND)
+            .await;
+        while !self.pending.is_empty() {
+            tokio::time::sleep(STEP).await;
+            self.collect_replies(false);
+            if Instant::now() > deadline + CLIENT_TIMEOUT {
+                self.collect_replies(true);
+            }
+        }
+        self.read_back().await;
+    }
+
+    async fn restart_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].live.is_none() {
+                self.boot(i).await;
+            }
+        }
+    }
+
+    /// Writes a probe object until a leader acknowledges it; its log index.
+    async fn probe(&mut self, deadline: Instant) -> Option<u64> {
+        let path = "probe/after-faults".to_string();
+        while Instant::now() < deadline {
+            if let Some(i) = self.leader() {
+                let op_id = self.next_op;
+                self.next_op += 1;
+                let live = self.nodes[i].live.as_ref().expect("a leader is live");
+                let op = Op::Put {
+                    path: path.clone(),
+                    op_id,
+                    len: 1024,
+                };
+                let reply =
+                    client::start(live.tag, Arc::clone(&live.client), live.raft.clone(), op);
+                let waited = tokio::time::timeout(CLIENT_TIMEOUT, reply).await;
+                if let Ok(Ok(Reply::Write(Outcome::Acknowledged(index)))) = waited {
+                    self.event(&format!("probe acknowledged at index {index}"));
+                    return Some(index);
+                }
+            }
+            tokio::time::sleep(STEP).await;
+        }
+        None
+    }
+
+    async fn wait_applied(&mut self, index: u64, deadline: Instant) {
+        while Instant::now() < deadline {
+            let behind = self.nodes.iter().any(|n| {
+                n.live.as_ref().is_none_or(|l| {
+                    l.raft
+                        .metrics()
+                        .borrow_watched()
+                        .last_applied
+                        .is_none_or(|a| a.index < index)
+                })
+            });
+            if !behind {
+                return;
+            }
+            tokio::time::sleep(STEP).await;
+            self.observe();
+        }
+        self.violation(format!(
+            "invariant 7: not every node applied index {index} within {LIVENESS_BOUND:?} after the faults stopped"
+        ));
+    }
+
+    /// Every path: from the leader through the client service (checked
+    /// against the model), then from each replica's own store (must agree).
+    async fn read_back(&mut self) {
+        let Some(leader) = self.leader() else {
+            self.violation("no leader for the final read-back".to_string());
+            return;
+        };
+        let mut paths = self.paths.clone();
+        paths.sort();
+        paths.dedup();
+        for path in paths {
+            let ticket = self.model.begin_read(&path);
+            let live = self.nodes[leader]
+                .live
+                .as_ref()
+                .expect("the leader is live");
+            let reply = client::start(
+                live.tag,
+                Arc::clone(&live.client),
+                live.raft.clone(),
+                Op::Get { path: path.clone() },
+            );
+            let observed = match tokio::time::timeout(CLIENT_TIMEOUT, reply).await {
+                Ok(Ok(Reply::Read(observed))) => observed,
+                _ => Observed::Refused("no answer".to_string()),
+            };
+            self.coverage.final_reads += 1;
+            let leader_id = self.nodes[leader].id;
+            if let Observed::Refused(why) = &observed {
+                self.violation(format!(
+                    "invariant 1: the leader (node {leader_id}) could not serve {path} after the faults stopped: {why}"
+                ));
+                continue;
+            }
+            self.check_read(ticket, &observed, leader_id);
+            self.compare_replicas(&path, &observed);
+        }
+    }
+
+    fn compare_replicas(&mut self, path: &str, expected: &Observed) {
+        let mut found = Vec::new();
+        for node in &self.nodes {
+            let Some(live) = node.live.as_ref() else {
+                continue;
+            };
+            let observed = match live.reader.get(path) {
+                Ok(bytes) => client::observe(&bytes),
+                Err(finkfs_node::StoreError::NotFound { .. }) => Observed::NotFound,
+                Err(error) => Observed::Refused(error.to_string()),
+            };
+            match (&observed, node.id == self.victim) {
+                (o, _) if o == expected => {}
+                (Observed::Refused(_), true) => {}
+                _ => found.push(format!(
+                    "replicas disagree on {path}: leader serves {expected:?}, node {} holds {observed:?}",
+                    node.id
+                )),
+            }
+        }
+        for violation in found {
+            self.violation(violation);
+        }
+    }
+
+    fn finish(mut self) -> RunReport {
+        let counts = self.net.counts();
+        self.coverage.messages = counts.sent;
+        self.coverage.messages_lost = counts.lost + counts.partitioned;
+        self.coverage.steps = self.step;
+        self.coverage.terms_with_leader = self.safety.leaders().len() as u64;
+        let line = format!("net {counts:?}");
+        self.event(&line);
+        RunReport {
+            seed: self.config.seed,
+            coverage: self.coverage,
+            violations: self.violations,
+            digest: self.trace.finalize().to_hex().to_string(),
+        }
+    }
+}
+
+/// The settings every simulated node runs with: short timeouts so runs
+/// are short, small snapshots so installs happen.
+fn node_config(id: NodeId) -> NodeConfig {
+    let addr = MemberAddr::new(&node::peer_addr(id), &format!("node-{id}:7001"))
+        .expect("simulated addresses are host:port");
+    NodeConfig {
+        id,
+        data_dir: std::path::PathBuf::from(format!("node-{id}")),
+        peer_listen: ([127, 0, 0, 1], 7000).into(),
+        peer_advertise: Some(addr.peer.clone()),
+        client_listen: ([127, 0, 0, 1], 7001).into(),
+        client_advertise: addr.client.clone(),
+        metrics_listen: None,
+        initial_members: Vec::new(),
+        rejoin: false,
+        object_bytes_max: 1 << 20,
+        write_timeout: Duration::from_secs(5),
+        raft: RaftSettings {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            snapshot_every_entries: 64,
+        },
+        apply: ApplySettings {
+            sync_entries: 16,
+            sync_interval: Duration::from_millis(100),
+        },
+        backup: None,
+        scrub: ScrubSettings {
+            period: Duration::ZERO,
+            rate_cap_bytes_per_s: None,
+        },
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

@@ -1,0 +1,84 @@
+//! The seeded choices of the fault schedule.
+
+use std::path::PathBuf;
+
+use finkfs_simdisk::{CrashPolicy, SimDisk, SECTOR_BYTES};
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+use super::report::{CutScope, DiskFaultKind};
+use crate::node_disk::Structure;
+
+/// What a power cut does to unsynced writes.
+pub(crate) fn crash_policy(rng: &mut SmallRng) -> CrashPolicy {
+    match rng.gen_range(0..10) {
+        0 => CrashPolicy::LoseUnsynced,
+        1 => CrashPolicy::KeepUnsynced,
+        _ => CrashPolicy::Random,
+    }
+}
+
+/// Which nodes a cut takes: a scope and how many of `n` nodes.
+pub(crate) fn cut_scope(rng: &mut SmallRng, n: usize) -> (CutScope, usize) {
+    let minority = (n - 1) / 2;
+    let majority = n / 2 + 1;
+    match rng.gen_range(0..100) {
+        0..35 => (CutScope::One, 1),
+        35..50 if minority > 1 => (CutScope::Minority, minority),
+        35..50 => (CutScope::One, 1),
+        50..65 if majority < n => (CutScope::Majority, majority),
+        50..65 => (CutScope::All, n),
+        _ => (CutScope::All, n),
+    }
+}
+
+/// Fisher–Yates with the schedule's stream.
+pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut SmallRng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.gen_range(0..=i);
+        items.swap(i, j);
+    }
+}
+
+/// Damages one durable file of `disk` (powered off): picks a structure,
+/// a file of it, and a bit flip or a zeroed sector. What it did, or
+/// `None` when the disk holds no file to damage.
+pub(crate) fn damage(
+    disk: &SimDisk,
+    rng: &mut SmallRng,
+) -> Option<(Structure, DiskFaultKind, PathBuf, u64)> {
+    let mut files: Vec<(Structure, PathBuf, u64)> = disk
+        .file_paths()
+        .into_iter()
+        .filter_map(|path| {
+            let len = disk.durable_bytes(&path).ok()?.len() as u64;
+            let structure = Structure::of(&path);
+            (len > 0 && structure != Structure::Other).then_some((structure, path, len))
+        })
+        .collect();
+    if files.is_empty() {
+        return None;
+    }
+    files.sort();
+    // Structures first, so a structure with many files is not favoured.
+    let mut structures: Vec<Structure> = files.iter().map(|f| f.0).collect();
+    structures.dedup();
+    let structure = structures[rng.gen_range(0..structures.len())];
+    let of: Vec<&(Structure, PathBuf, u64)> = files.iter().filter(|f| f.0 == structure).collect();
+    let (_, path, len) = of[rng.gen_range(0..of.len())].clone();
+    if rng.gen_bool(0.5) {
+        let bit = rng.gen_range(0..len * 8);
+        disk.flip_bit(&path, bit).ok()?;
+        Some((structure, DiskFaultKind::BitFlip, path, bit / 8))
+    } else {
+        let sectors = len.div_ceil(SECTOR_BYTES);
+        let sector = rng.gen_range(0..sectors);
+        disk.zero_sector(&path, sector).ok()?;
+        Some((
+            structure,
+            DiskFaultKind::ZeroedSector,
+            path,
+            sector * SECTOR_BYTES,
+        ))
+    }
+}

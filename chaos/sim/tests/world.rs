@@ -1,0 +1,75 @@
+//! Guards the whole-cluster simulator end to end: real nodes (journal, log
+//! store, state machine, block store, index, openraft) in one process under
+//! power cuts of one node, a majority and every node, disk damage at rest
+//! and network faults, with every acknowledged write checked at the end;
+//! and shows that a node which acknowledges writes before they are durable
+//! is caught by the same seeds.
+
+use finkfs_sim::world::{self, Bug, WorldConfig};
+
+/// Seeds that run clean today. The full range still has failing seeds
+/// (see `docs/chaos.md`, "Open findings"); these guard what works.
+const GREEN_SEEDS: [u64; 6] = [1, 2, 3, 5, 6, 7];
+const STEPS: u64 = 200;
+
+fn config(seed: u64, bug: Option<Bug>) -> WorldConfig {
+    WorldConfig {
+        seed,
+        nodes: 3,
+        steps: STEPS,
+        bug,
+    }
+}
+
+#[test]
+fn green_seeds_survive_power_cuts_and_read_back_every_acknowledged_write() {
+    let mut cuts = 0;
+    let mut all_nodes_cuts = 0;
+    for seed in GREEN_SEEDS {
+        let report = world::run(&config(seed, None));
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}\nreplay: {}",
+            report.violations,
+            config(seed, None).replay_line()
+        );
+        assert!(
+            report.coverage.acknowledged > 0,
+            "seed {seed} acknowledged nothing"
+        );
+        assert!(
+            report.coverage.final_reads > 0,
+            "seed {seed} read nothing back"
+        );
+        cuts += report.coverage.cuts_total();
+        all_nodes_cuts += report
+            .coverage
+            .cuts
+            .get(&world::CutScope::All)
+            .copied()
+            .unwrap_or(0);
+    }
+    println!("{cuts} power cuts, {all_nodes_cuts} of every node");
+    assert!(
+        cuts >= GREEN_SEEDS.len() as u64,
+        "the schedule cut too rarely"
+    );
+    assert!(all_nodes_cuts > 0, "no seed cut every node at once");
+}
+
+#[test]
+fn acknowledging_before_fsync_is_caught_by_the_green_seeds() {
+    let caught: Vec<u64> = GREEN_SEEDS
+        .into_iter()
+        .filter(|&seed| {
+            !world::run(&config(seed, Some(Bug::AckBeforeFsync)))
+                .violations
+                .is_empty()
+        })
+        .collect();
+    println!("caught by seeds {caught:?}");
+    assert!(
+        !caught.is_empty(),
+        "a node that acknowledges before fsync passed every seed"
+    );
+}
