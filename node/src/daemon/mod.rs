@@ -241,6 +241,16 @@ fn raft_config(config: &NodeConfig, may_vote: bool) -> Result<Arc<Config>, Daemo
         // whole again, so it never elects a leader on a log it lost. The
         // leader just starts replicating to it from scratch.
         allow_log_reversion: Some(true),
+        // openraft by default lets a leader that restarts resume leading
+        // its old term without an election. That is unsafe here: finkfs
+        // saves the committed id and syncs the applied state lazily, so a
+        // restarted leader can come back with a committed index older than
+        // writes it had acknowledged, and answer linearizable reads from
+        // before them (the simulator found it: a read after a power cut of
+        // every node missed an acknowledged write). A new election in a new
+        // term commits a fresh blank entry first, which brings the commit
+        // index past every acknowledged write before any read is served.
+        enable_leader_restore: Some(false),
         ..Config::default()
     };
     let validated = openraft_config

@@ -316,9 +316,14 @@ impl World {
         match outcome {
             Ok(report) => {
                 let status = report.status;
-                let actions = report.actions.len();
+                let actions: Vec<String> = report
+                    .actions
+                    .iter()
+                    .map(|a| format!("{} {} ({})", a.action, a.file, a.detail))
+                    .collect();
                 self.event(&format!(
-                    "node {id} repaired offline: {status}, {actions} actions"
+                    "node {id} repaired offline: {status}: {}",
+                    actions.join("; ")
                 ));
             }
             Err(error) => self.event(&format!("node {id} offline repair failed: {error}")),
