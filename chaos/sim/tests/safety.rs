@@ -123,3 +123,20 @@ fn blocked_node_granting_a_vote_breaks_invariant_five_until_cleared() {
     checker.set_blocked((3, 1), None);
     assert_eq!(checker.vote_granted((3, 1), 6), Ok(()));
 }
+
+#[test]
+fn under_leader_id_adv_a_higher_node_may_lead_the_same_term_later() {
+    // openraft's leader_id_adv orders leaders by (term, node id): node 3
+    // may win term 4 after node 2 led it, a legal run the checker for that
+    // mode must accept, while the standard one refuses it.
+    let mut adv = SafetyChecker::with_several_leaders_per_term();
+    adv.observe((2, 1), leader(4, 10))
+        .expect("first leader of term 4");
+    adv.observe((3, 1), leader(4, 12))
+        .expect("a higher node id may lead term 4 too");
+    let mut standard = SafetyChecker::new();
+    standard
+        .observe((2, 1), leader(4, 10))
+        .expect("first leader of term 4");
+    assert!(standard.observe((3, 1), leader(4, 12)).is_err());
+}

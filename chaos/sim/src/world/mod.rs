@@ -152,6 +152,13 @@ impl World {
         let derive = |salt: u64| splitmix(seed ^ splitmix(salt));
         let net = SimNet::new(derive(1), LinkFaults::lan());
         net.keep_events(false);
+        if std::env::var_os("FINKFS_SIM_TRACE").is_some() {
+            net.set_tap(Arc::new(|tapped: &crate::Tapped<'_>| {
+                if let finkfs_raft::network::PeerReply::Vote(reply) = tapped.reply {
+                    eprintln!("  tap: {} answered {} {reply:?}", tapped.to, tapped.from);
+                }
+            }));
+        }
         let nodes: Vec<SimNode> = (1..=config.nodes)
             .map(|id| SimNode::new(id, derive(100 + id)))
             .collect();
@@ -172,7 +179,7 @@ impl World {
             faults,
             workload: SmallRng::seed_from_u64(derive(3)),
             model: Model::new(),
-            safety: SafetyChecker::new(),
+            safety: SafetyChecker::with_several_leaders_per_term(),
             pending: Vec::new(),
             next_op: 1,
             paths: Vec::new(),
@@ -258,10 +265,12 @@ impl World {
             .boot(&self.net, &config, trip, self.config.bug)
             .await;
         match booted {
-            Ok(()) => {
+            Ok(opened) => {
                 self.coverage.boots += 1;
                 let incarnation = self.nodes[i].incarnation;
-                self.event(&format!("node {id} booted, incarnation {incarnation}"));
+                self.event(&format!(
+                    "node {id} booted, incarnation {incarnation}: {opened}"
+                ));
             }
             Err(BootError::Tripped(why)) => {
                 self.coverage.cuts_during_recovery += 1;

@@ -77,7 +77,7 @@ impl SimNode {
         config: &NodeConfig,
         trip_after: Option<u64>,
         bug: Option<super::Bug>,
-    ) -> Result<(), BootError> {
+    ) -> Result<String, BootError> {
         self.incarnation += 1;
         let tag = NodeTag {
             node: self.id,
@@ -119,6 +119,16 @@ impl SimNode {
                 return Err(describe(error, tripped));
             }
         };
+        let opened = {
+            let report = &parts.open_report;
+            let vote = report.state.vote.map(|v| v.to_string());
+            format!(
+                "vote {vote:?}, committed {:?}, purged {:?}, blockers {:?}",
+                report.state.committed.map(|l| l.index),
+                report.state.purged.map(|l| l.index),
+                report.vote_blockers
+            )
+        };
         net.attach(self.peer(), Arc::new(parts.peer_service), Some(tag));
         net.set_powered(self.peer(), true);
         self.live = Some(Live {
@@ -129,7 +139,7 @@ impl SimNode {
             client: Arc::new(parts.client_service),
             _stop: stop,
         });
-        Ok(())
+        Ok(opened)
     }
 
     /// Cuts the power: the network forgets the node, the disk loses what
