@@ -223,6 +223,11 @@ impl NodeDisk {
     }
 
     /// Ends the incarnation: every call fails from now on.
+    /// Removes the tripwire, if it has not fired.
+    pub fn disarm_tripwire(&self) {
+        self.incarnation.lock().wire = None;
+    }
+
     pub fn power_off(&self) {
         self.incarnation.lock().off = true;
     }

