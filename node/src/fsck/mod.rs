@@ -24,6 +24,7 @@ mod blocks;
 mod index;
 mod journal;
 mod meta;
+mod prefetch;
 mod readonly;
 pub mod repair;
 mod report;
@@ -52,6 +53,9 @@ pub struct FsckOptions {
     pub journal: JournalOptions,
     /// Memory redb may use to cache index pages.
     pub index_cache_bytes: usize,
+    /// How far a read-ahead thread reads the files ahead of the check, so
+    /// the disk reads while the check hashes; 0 for none.
+    pub read_ahead_bytes: u64,
 }
 
 impl Default for FsckOptions {
@@ -59,6 +63,7 @@ impl Default for FsckOptions {
         FsckOptions {
             journal: JournalOptions::default(),
             index_cache_bytes: 64 << 20,
+            read_ahead_bytes: 64 << 20,
         }
     }
 }
@@ -152,6 +157,7 @@ pub fn check_data_dir(
 ) -> Result<FsckReport, FsckError> {
     let disk = ReadOnlyDisk::wrap(disk);
     let groups = find_groups(&disk)?;
+    let (_read_ahead, disk) = prefetch::Prefetcher::start(disk, &groups, options.read_ahead_bytes);
     let total = groups
         .iter()
         .map(|g| group_bytes(&disk, g))

@@ -2,6 +2,7 @@
 //! same run, because the disks finkfs runs on change speed under it.
 
 mod cluster;
+mod fsck;
 mod journal;
 mod size;
 mod stats;
@@ -18,11 +19,15 @@ pub enum BenchCommand {
     /// recovery, memory.
     #[command(long_about = cluster::LONG_HELP)]
     Cluster(cluster::ClusterBenchArgs),
+    /// The offline check's speed (`finkfs fsck --data-dir`) next to the
+    /// sequential read bandwidth of the same disk, from a cold page cache.
+    Fsck(fsck::FsckBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Journal(args) => journal::run(&args),
         BenchCommand::Cluster(args) => cluster::run(args),
+        BenchCommand::Fsck(args) => fsck::run(&args),
     }
 }
