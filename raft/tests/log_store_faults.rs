@@ -232,14 +232,39 @@ async fn committed_entries_missing_from_the_journal_block_voting() {
     disk.disk_ref().remove(&newest.unwrap()).unwrap();
 
     let (store, report) = open(&disk);
-    assert_eq!(report.state.committed, Some(log_id(39)));
+    // The committed id is lowered to what the journal holds, with a vouch
+    // floor at the old one, so openraft can start and take the entries
+    // again from a leader, and the node does not vote until it has.
+    let held = report
+        .state
+        .committed
+        .expect("entries before the lost segment");
+    assert!(held.index < 39, "{held:?}");
+    assert_eq!(report.state.vouch_floor, Some(39));
     assert!(!store.may_vote());
-    let missing = store
+    let below = store
         .vote_blockers()
         .iter()
-        .any(|b| matches!(b, VoteBlocker::CommittedMissing { .. }));
-    assert!(missing, "{:?}", store.vote_blockers());
+        .any(|b| matches!(b, VoteBlocker::BelowVouchFloor { floor: 39, .. }));
+    assert!(below, "{:?}", store.vote_blockers());
     store.close().await.unwrap();
+
+    // A crash now keeps the floor: it was saved before the node ran.
+    let (mut again, report) = open(&disk);
+    assert_eq!(report.state.vouch_floor, Some(39));
+    assert!(!again.may_vote());
+    // The leader sends the entries again: the floor lifts.
+    let next = again
+        .get_log_state()
+        .await
+        .unwrap()
+        .last_log_id
+        .unwrap()
+        .index
+        + 1;
+    again.blocking_append(entries(next..40)).await.unwrap();
+    assert!(again.may_vote(), "{:?}", again.vote_blockers());
+    again.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

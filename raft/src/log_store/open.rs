@@ -107,7 +107,7 @@ pub(super) fn open(
     };
     disk.create_dir_all(dir).map_err(setup)?;
     let meta_dir = dir.join(META_DIR);
-    let (meta, meta_report) = MetaStore::open(Arc::clone(&disk), meta_dir.clone())?;
+    let (mut meta, meta_report) = MetaStore::open(Arc::clone(&disk), meta_dir.clone())?;
     let state = match meta.payload() {
         Some(bytes) => DurableState::decode(bytes).map_err(|e| LogStoreError::CorruptState {
             dir: meta_dir.clone(),
@@ -121,6 +121,7 @@ pub(super) fn open(
     finish_purge(&mut journal, &state)?;
     let last = last_log_id(&journal)?;
     let fixed = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
+    let (fixed, state) = vouch_for_missing_committed(&mut meta, &meta_dir, fixed, state, last)?;
     let shared = Arc::new(Shared::new(SharedState {
         vote: state.vote,
         committed: state.committed,
@@ -244,6 +245,44 @@ fn last_log_id(journal: &Journal) -> Result<Option<LogId>, LogStoreError> {
         }
     })?;
     Ok(Some(entry.log_id))
+}
+
+/// Committed entries the journal no longer holds (a damaged last record
+/// cut as torn, a segment lost, a journal cut by a repair) are taken again
+/// from a leader, the way `fsck --repair` handles mid-log damage: the saved
+/// committed id is lowered to the newest entry held or purged, and a vouch
+/// floor at the old committed index is saved with it, durably, before the
+/// node runs. The node then starts (openraft cannot start with a committed
+/// id beyond the log: it re-applies up to it) and takes the entries from
+/// the leader, but does not vote until its log reaches the floor again: a
+/// log missing committed entries must never elect a leader. The floor is
+/// saved first so that a crash before the entries are back cannot forget
+/// it.
+fn vouch_for_missing_committed(
+    meta: &mut MetaStore,
+    meta_dir: &Path,
+    mut blockers: Vec<VoteBlocker>,
+    mut state: DurableState,
+    last: Option<LogId>,
+) -> Result<(Vec<VoteBlocker>, DurableState), LogStoreError> {
+    let Some(missing) = blockers.iter().find_map(|b| match b {
+        VoteBlocker::CommittedMissing { committed, .. } => Some(*committed),
+        _ => None,
+    }) else {
+        return Ok((blockers, state));
+    };
+    let held = [last, state.purged].into_iter().flatten().max();
+    state.committed = held.filter(|log_id| log_id.index < missing.index);
+    state.vouch_floor = Some(state.vouch_floor.unwrap_or(0).max(missing.index));
+    meta.save(&state.encode())?;
+    tracing::warn!(
+        dir = %meta_dir.display(),
+        committed = %missing,
+        held = ?held.map(|log_id| log_id.index),
+        "committed entries are missing from the journal: the node takes them again from the leader and does not vote until its log reaches the committed index"
+    );
+    blockers.retain(|b| !matches!(b, VoteBlocker::CommittedMissing { .. }));
+    Ok((blockers, state))
 }
 
 fn vote_blockers(
