@@ -84,6 +84,12 @@ impl SimDisk {
         self.lock().plan.arm_lose(prefix);
     }
 
+    /// Forgets every fault armed by `fail_next*`, `misdirect_next_write`
+    /// and `lose_next_write` that has not fired yet.
+    pub fn disarm_faults(&self) {
+        self.lock().plan.disarm_all();
+    }
+
     /// Caps the total running length of all files; growing past it is ENOSPC.
     pub fn set_capacity(&self, capacity_bytes: Option<u64>) {
         self.lock().plan.capacity_bytes = capacity_bytes;

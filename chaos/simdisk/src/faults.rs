@@ -204,6 +204,14 @@ pub(crate) struct FaultPlan {
 }
 
 impl FaultPlan {
+    /// Forgets every armed fault that has not fired (rates and capacity
+    /// stay).
+    pub(crate) fn disarm_all(&mut self) {
+        self.armed.clear();
+        self.misdirect.clear();
+        self.lose.clear();
+    }
+
     pub(crate) fn arm(&mut self, op: FaultOp, fault: IoFault, count: u64, prefix: &str) {
         if count > 0 {
             self.armed.push(Armed {

@@ -323,3 +323,19 @@ fn fault_rates_draw_faults_from_the_seed() {
         .iter()
         .any(|f| matches!(f.kind, FaultKind::Misdirected { .. })));
 }
+
+#[test]
+fn disarmed_faults_never_fire() {
+    let disk = disk_with_synced(3, "f", b"........");
+    let file = disk.open(p("f")).unwrap();
+    disk.fail_next(FaultOp::Sync, IoFault::Eio, 1);
+    disk.fail_next(FaultOp::Write, IoFault::Enospc, 1);
+    disk.lose_next_write("f");
+    disk.misdirect_next_write("f");
+    disk.disarm_faults();
+    file.write_at(0, b"AAAA").unwrap();
+    file.sync().unwrap();
+    disk.power_cut_with(CrashPolicy::LoseUnsynced);
+    assert_eq!(read_file(&disk, p("f")).unwrap(), b"AAAA....");
+    assert!(disk.fault_log().is_empty(), "{:?}", disk.fault_log());
+}

@@ -49,6 +49,13 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const LIVENESS_BOUND: Duration = Duration::from_secs(20);
 /// Faults stop at this fraction of the steps.
 const FAULT_WINDOW_PERCENT: u64 = 80;
+/// Odds that a step cuts the power of some nodes (about one cut per
+/// second of virtual time: recovery takes a few hundred milliseconds, so
+/// cuts also land during recoveries).
+const CUT_ODDS: f64 = 0.1;
+/// Odds that a step arms a fault on the next disk operation of the
+/// damaged node while it runs.
+const RUNNING_FAULT_ODDS: f64 = 0.03;
 /// Largest object the workload writes.
 const OBJECT_BYTES_MAX: usize = 96 << 10;
 
@@ -236,6 +243,7 @@ impl World {
                 self.stop_faults();
             }
             self.cut_tripped().await;
+            self.restart_stopped().await;
             self.restart_due().await;
             self.initialize().await;
             self.start_ops();
@@ -480,7 +488,7 @@ impl World {
                 self.event("network healed");
             }
         }
-        if self.faults.gen_bool(0.06) {
+        if self.faults.gen_bool(CUT_ODDS) {
             let n = self.nodes.len();
             let (scope, count) = schedule::cut_scope(&mut self.faults, n);
             let mut indices: Vec<usize> = (0..n).collect();
@@ -488,6 +496,9 @@ impl World {
             indices.truncate(count);
             indices.sort_unstable();
             self.cut(&indices, scope).await;
+        }
+        if self.faults.gen_bool(RUNNING_FAULT_ODDS) {
+            self.running_fault();
         }
         if self.heal_at.is_none() && self.faults.gen_bool(0.02) {
             let until = Instant::now() + Duration::from_millis(self.faults.gen_range(300..3_000));
@@ -512,6 +523,77 @@ impl World {
         }
     }
 
+    /// Arms a fault on the next operation of the damaged node's disk while
+    /// it runs (the other nodes keep intact copies).
+    fn running_fault(&mut self) {
+        let i = (self.victim - 1) as usize;
+        if self.nodes[i].live.is_none() {
+            return;
+        }
+        let (structure, kind, prefix) =
+            schedule::running_fault(&self.nodes[i].disk, &mut self.faults);
+        *self
+            .coverage
+            .disk_faults
+            .entry((structure, kind))
+            .or_default() += 1;
+        let id = self.nodes[i].id;
+        self.event(&format!(
+            "node {id}: next operation under {prefix}: {kind:?}"
+        ));
+    }
+
+    /// A node whose Raft stopped on a storage error is restarted, as a
+    /// supervisor restarts a process that exited: its unsynced writes stay
+    /// in the page cache (the disk keeps them).
+    async fn restart_stopped(&mut self) {
+        let stopped: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].live.as_ref().is_some_and(|l| {
+                    !l.disk.is_off() && l.raft.metrics().borrow_watched().running_state.is_err()
+                })
+            })
+            .collect();
+        for i in stopped {
+            let id = self.nodes[i].id;
+            let why = self.nodes[i]
+                .live
+                .as_ref()
+                .and_then(|l| {
+                    l.raft
+                        .metrics()
+                        .borrow_watched()
+                        .running_state
+                        .clone()
+                        .err()
+                })
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            self.event(&format!(
+                "node {id} stopped on a fatal error, restarting it: {why}"
+            ));
+            self.coverage.process_restarts += 1;
+            if let Some(weak) = self.nodes[i]
+                .cut(&self.net, finkfs_simdisk::CrashPolicy::KeepUnsynced)
+                .await
+            {
+                if weak.strong_count() != 0 {
+                    self.violation(format!(
+                        "node {id} still referenced after its process was restarted"
+                    ));
+                }
+            }
+            self.down.insert(
+                id,
+                Down {
+                    until: Instant::now() + STEP,
+                    trip_after: None,
+                    refusals: 0,
+                },
+            );
+        }
+    }
+
     fn stop_faults(&mut self) {
         self.net.heal();
         self.net.set_default_faults(LinkFaults::lan());
@@ -520,6 +602,7 @@ impl World {
             down.trip_after = None;
         }
         for node in &self.nodes {
+            node.disk.disarm_faults();
             if let Some(live) = &node.live {
                 live.disk.disarm_tripwire();
             }
@@ -736,6 +819,7 @@ impl World {
         {
             // A wire that fired just before the faults stopped.
             self.cut_tripped().await;
+            self.restart_stopped().await;
             self.restart_all().await;
             self.initialize().await;
             if !self.violations.is_empty() {
@@ -811,6 +895,8 @@ impl World {
                 return;
             }
             tokio::time::sleep(STEP).await;
+            self.restart_stopped().await;
+            self.restart_all().await;
             self.observe();
         }
         self.violation(format!(

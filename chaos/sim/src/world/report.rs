@@ -26,6 +26,14 @@ pub enum DiskFaultKind {
     BitFlip,
     /// One 512-byte sector zeroed.
     ZeroedSector,
+    /// An I/O error on the next read, write or fsync of a running node.
+    Eio,
+    /// The disk full on the next write or create of a running node.
+    Enospc,
+    /// The next write lands whole sectors away from where it was aimed.
+    MisdirectedWrite,
+    /// The next write reports success and never becomes durable.
+    LostWrite,
 }
 
 /// Counters of what one run (or a range of runs) did.
@@ -52,6 +60,9 @@ pub struct Coverage {
     pub repairs: u64,
     /// Disk faults injected at rest, by structure and kind.
     pub disk_faults: BTreeMap<(Structure, DiskFaultKind), u64>,
+    /// Nodes restarted because their Raft node stopped (a storage error it
+    /// cannot go on from), as a supervisor would.
+    pub process_restarts: u64,
     /// Network partitions made.
     pub partitions: u64,
     /// Periods of lossy links.
@@ -93,6 +104,7 @@ impl Coverage {
         for (k, v) in &other.disk_faults {
             *self.disk_faults.entry(*k).or_default() += v;
         }
+        self.process_restarts += other.process_restarts;
         self.partitions += other.partitions;
         self.lossy_periods += other.lossy_periods;
         self.acknowledged += other.acknowledged;
@@ -133,7 +145,12 @@ impl fmt::Display for Coverage {
             "boots {}, refused on damage {}, offline repairs {}",
             self.boots, self.boots_refused, self.repairs
         )?;
-        write!(f, "disk faults at rest:")?;
+        writeln!(
+            f,
+            "restarts after a fatal storage error {}",
+            self.process_restarts
+        )?;
+        write!(f, "disk faults:")?;
         if self.disk_faults.is_empty() {
             write!(f, " none")?;
         }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use finkfs_simdisk::{CrashPolicy, SimDisk, SECTOR_BYTES};
+use finkfs_simdisk::{CrashPolicy, FaultOp, IoFault, SimDisk, SECTOR_BYTES};
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -81,4 +81,42 @@ pub(crate) fn damage(
             sector * SECTOR_BYTES,
         ))
     }
+}
+
+/// Arms one fault on the next operation of a running node's disk under a
+/// structure's directory: an I/O error, a full disk, a misdirected or a
+/// lost write. What it armed.
+pub(crate) fn running_fault(
+    disk: &SimDisk,
+    rng: &mut SmallRng,
+) -> (Structure, DiskFaultKind, &'static str) {
+    const PREFIXES: [(Structure, &str); 5] = [
+        (Structure::Journal, "groups/0/journal"),
+        (Structure::Meta, "groups/0/meta"),
+        (Structure::Packs, "groups/0/blocks"),
+        (Structure::Index, "groups/0/index.redb"),
+        (Structure::Snapshots, "groups/0/snapshots"),
+    ];
+    let (structure, prefix) = PREFIXES[rng.gen_range(0..PREFIXES.len())];
+    let kind = match rng.gen_range(0..4) {
+        0 => {
+            let op = [FaultOp::Read, FaultOp::Write, FaultOp::Sync][rng.gen_range(0..3)];
+            disk.fail_next_on(prefix, op, IoFault::Eio, 1);
+            DiskFaultKind::Eio
+        }
+        1 => {
+            let op = [FaultOp::Write, FaultOp::Create][rng.gen_range(0..2)];
+            disk.fail_next_on(prefix, op, IoFault::Enospc, 1);
+            DiskFaultKind::Enospc
+        }
+        2 => {
+            disk.misdirect_next_write(prefix);
+            DiskFaultKind::MisdirectedWrite
+        }
+        _ => {
+            disk.lose_next_write(prefix);
+            DiskFaultKind::LostWrite
+        }
+    };
+    (structure, kind, prefix)
 }
