@@ -111,6 +111,17 @@ pub async fn open_group(
         Arc::clone(&repair_stats),
     );
 
+    // openraft panics at start when its purge point lies beyond the newest
+    // snapshot, and may itself purge up to the applied index: a snapshot
+    // covering that purge is made durable first, or the start refused.
+    let log_state = log_store
+        .get_log_state()
+        .await
+        .map_err(|e| DaemonError::Raft(format!("reading the log state before start: {e}")))?;
+    state_machine
+        .cover_log_purge(log_state.last_purged_log_id, log_state.last_log_id)
+        .await?;
+
     let network = MemberNetwork::new(PeerNetwork::over(config.id, GROUP, Arc::clone(&transport)));
     let raft = Raft::new(
         config.id,

@@ -48,6 +48,15 @@ pub enum StateMachineError {
     /// A blocking task died (a panic in the store).
     #[error("state machine task failed: {reason}")]
     Task { reason: String },
+    /// The log is (or would be) purged beyond every snapshot this node holds
+    /// and beyond its index: the entries in between exist nowhere on this
+    /// node, so it cannot start (openraft's core would panic on it).
+    #[error("the Raft log is purged up to {purged}, beyond the newest snapshot ({snapshot}) and the index (applied {applied}): the entries in between are on no disk of this node, so it cannot start; run `finkfs fsck` on its data directory to see what was lost, then wipe the group directory and start the node with --rejoin so the leader sends it a snapshot")]
+    PurgedBeyondSnapshot {
+        purged: String,
+        snapshot: String,
+        applied: String,
+    },
 }
 
 impl StateMachineError {
@@ -60,7 +69,8 @@ impl StateMachineError {
             StateMachineError::Snapshot(e) => e.is_corruption(),
             StateMachineError::CorruptCommand { .. }
             | StateMachineError::BlocksUnavailable { .. }
-            | StateMachineError::SnapshotMismatch { .. } => true,
+            | StateMachineError::SnapshotMismatch { .. }
+            | StateMachineError::PurgedBeyondSnapshot { .. } => true,
             _ => false,
         }
     }

@@ -31,6 +31,7 @@ mod error;
 mod fetch;
 mod install;
 mod raft;
+mod start;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
