@@ -18,6 +18,12 @@
 //! * [`thread_rng`] (and so openraft's election timeouts) draws from a
 //!   stream of the current node, seeded from the world seed, the node and
 //!   its incarnation: one node's extra draw does not reshuffle the others.
+//!
+//! openraft's watch channels are [`FinkWatch`], not tokio's, in and out of
+//! the simulator: tokio's wakes its waiters in an order drawn from an
+//! OS-seeded RNG.
+
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +39,8 @@ use rand_rt::rngs::SmallRng;
 use rand_rt::{Rng, RngExt, SeedableRng};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
+
+pub use watch::{FinkWatch, FinkWatchReceiver, FinkWatchSender};
 
 /// The openraft runtime of finkfs: tokio, except that spawns, blocking
 /// calls and the random number generator go through this module.
@@ -90,7 +98,7 @@ impl AsyncRuntime for FinkRuntime {
     }
 
     type Mpsc = <TokioRuntime as AsyncRuntime>::Mpsc;
-    type Watch = <TokioRuntime as AsyncRuntime>::Watch;
+    type Watch = watch::FinkWatch;
     type Oneshot = <TokioRuntime as AsyncRuntime>::Oneshot;
     type Mutex<T: OptionalSend + 'static> = <TokioRuntime as AsyncRuntime>::Mutex<T>;
 

@@ -50,7 +50,10 @@ where
                 raft.runtime_config().elect(now.is_empty());
                 shown_to.send_replace(now);
             }
+            // Biased: tokio's unbiased order is drawn from an OS-seeded
+            // RNG, and a simulated run must replay.
             tokio::select! {
+                biased;
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
                 _ = stopped.changed() => return,
             }
