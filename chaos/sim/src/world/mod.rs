@@ -467,11 +467,7 @@ impl World {
         if let Some((structure, kind, path, at)) =
             schedule::damage(&self.nodes[i].disk, &mut self.faults)
         {
-            *self
-                .coverage
-                .disk_faults
-                .entry((structure, kind))
-                .or_default() += 1;
+            let _ = structure;
             self.event(&format!(
                 "node {id}: {kind:?} in {} at {at}",
                 path.display()
@@ -530,13 +526,7 @@ impl World {
         if self.nodes[i].live.is_none() {
             return;
         }
-        let (structure, kind, prefix) =
-            schedule::running_fault(&self.nodes[i].disk, &mut self.faults);
-        *self
-            .coverage
-            .disk_faults
-            .entry((structure, kind))
-            .or_default() += 1;
+        let (_, kind, prefix) = schedule::running_fault(&self.nodes[i].disk, &mut self.faults);
         let id = self.nodes[i].id;
         self.event(&format!(
             "node {id}: next operation under {prefix}: {kind:?}"
@@ -768,12 +758,40 @@ impl World {
         }
     }
 
+    /// Whether damage that a read may meet was injected (a flipped bit, a
+    /// zeroed sector, a misdirected or lost write).
     fn damage_injected(&self) -> bool {
-        !self.coverage.disk_faults.is_empty()
+        self.coverage.disk_faults.keys().any(|(_, kind)| {
+            matches!(
+                kind,
+                DiskFaultKind::BitFlip
+                    | DiskFaultKind::ZeroedSector
+                    | DiskFaultKind::MisdirectedWrite
+                    | DiskFaultKind::LostWrite
+            )
+        })
+    }
+
+    /// Counts the faults the simulated disks say fired since the last
+    /// call, by the structure of the file they hit.
+    fn count_fired_faults(&mut self) {
+        for node in &self.nodes {
+            for fault in node.disk.take_fault_log() {
+                if let Some(kind) = DiskFaultKind::of(&fault.kind) {
+                    let structure = crate::Structure::of(&fault.path);
+                    *self
+                        .coverage
+                        .disk_faults
+                        .entry((structure, kind))
+                        .or_default() += 1;
+                }
+            }
+        }
     }
 
     /// The per-step safety checks over every powered node.
     fn observe(&mut self) {
+        self.count_fired_faults();
         let mut summary = String::new();
         let mut found = Vec::new();
         for node in &self.nodes {
@@ -969,6 +987,7 @@ impl World {
     }
 
     fn finish(mut self) -> RunReport {
+        self.count_fired_faults();
         let counts = self.net.counts();
         self.coverage.messages = counts.sent;
         self.coverage.messages_lost = counts.lost + counts.partitioned;

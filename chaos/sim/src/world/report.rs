@@ -34,6 +34,35 @@ pub enum DiskFaultKind {
     MisdirectedWrite,
     /// The next write reports success and never becomes durable.
     LostWrite,
+    /// A power cut tore an unsynced write sector by sector.
+    TornWrite,
+    /// A power cut lost an unsynced write or length change.
+    LostUnsynced,
+    /// A power cut undid a create, rename or remove whose directory was
+    /// not synced.
+    MetadataReverted,
+    /// A failed fsync dropped pending writes.
+    FailedSync,
+}
+
+impl DiskFaultKind {
+    /// The kind of a fault the simulated disk logged, if counted.
+    pub fn of(kind: &finkfs_simdisk::FaultKind) -> Option<DiskFaultKind> {
+        use finkfs_simdisk::FaultKind as K;
+        Some(match kind {
+            K::BitFlip => DiskFaultKind::BitFlip,
+            K::ZeroedSector => DiskFaultKind::ZeroedSector,
+            K::Eio { .. } => DiskFaultKind::Eio,
+            K::Enospc { .. } => DiskFaultKind::Enospc,
+            K::Misdirected { .. } => DiskFaultKind::MisdirectedWrite,
+            K::LostWrite => DiskFaultKind::LostWrite,
+            K::TornWrite => DiskFaultKind::TornWrite,
+            K::LostUnsynced => DiskFaultKind::LostUnsynced,
+            K::MetadataReverted { .. } => DiskFaultKind::MetadataReverted,
+            K::FailedSync => DiskFaultKind::FailedSync,
+            _ => return None,
+        })
+    }
 }
 
 /// Counters of what one run (or a range of runs) did.
@@ -58,7 +87,8 @@ pub struct Coverage {
     pub boots_refused: u64,
     /// Offline repairs run on refusing nodes.
     pub repairs: u64,
-    /// Disk faults injected at rest, by structure and kind.
+    /// Disk faults that fired (the simulated disks' own logs), by structure
+    /// and kind.
     pub disk_faults: BTreeMap<(Structure, DiskFaultKind), u64>,
     /// Nodes restarted because their Raft node stopped (a storage error it
     /// cannot go on from), as a supervisor would.
