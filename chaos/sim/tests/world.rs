@@ -18,6 +18,7 @@ fn config(seed: u64, bug: Option<Bug>) -> WorldConfig {
         nodes: 3,
         steps: STEPS,
         bug,
+        running_faults: false,
     }
 }
 
