@@ -232,6 +232,14 @@ impl Client {
                 attempts,
                 elapsed: started.elapsed(),
             };
+            // The leader a follower names is remembered even when this call
+            // gives up, so the next call goes there instead of asking the
+            // same follower again.
+            if let Verdict::Redirect(leader) = &verdict {
+                let mut targets = self.targets();
+                targets.learn(leader.clone());
+                targets.leader = Some(leader.clone());
+            }
             if verdict == Verdict::Fail || out_of_retries {
                 return Err(fail(addr, status));
             }
@@ -241,9 +249,6 @@ impl Client {
                     if attempts > 2 {
                         tokio::time::sleep(retry.backoff(attempts - 2)).await;
                     }
-                    let mut targets = self.targets();
-                    targets.learn(leader.clone());
-                    targets.leader = Some(leader.clone());
                     addr = leader;
                 }
                 Verdict::NotMember => {
