@@ -471,10 +471,7 @@ impl World {
 
     fn damage_at_rest(&mut self, i: usize) {
         let id = self.nodes[i].id;
-        if let Some((structure, kind, path, at)) =
-            schedule::damage(&self.nodes[i].disk, &mut self.faults)
-        {
-            let _ = structure;
+        if let Some((kind, path, at)) = schedule::damage(&self.nodes[i].disk, &mut self.faults) {
             self.event(&format!(
                 "node {id}: {kind:?} in {} at {at}",
                 path.display()
@@ -533,7 +530,7 @@ impl World {
         if self.nodes[i].live.is_none() {
             return;
         }
-        let (_, kind, prefix) = schedule::running_fault(&self.nodes[i].disk, &mut self.faults);
+        let (kind, prefix) = schedule::running_fault(&self.nodes[i].disk, &mut self.faults);
         let id = self.nodes[i].id;
         self.event(&format!(
             "node {id}: next operation under {prefix}: {kind:?}"

@@ -43,10 +43,7 @@ pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut SmallRng) {
 /// Damages one durable file of `disk` (powered off): picks a structure,
 /// a file of it, and a bit flip or a zeroed sector. What it did, or
 /// `None` when the disk holds no file to damage.
-pub(crate) fn damage(
-    disk: &SimDisk,
-    rng: &mut SmallRng,
-) -> Option<(Structure, DiskFaultKind, PathBuf, u64)> {
+pub(crate) fn damage(disk: &SimDisk, rng: &mut SmallRng) -> Option<(DiskFaultKind, PathBuf, u64)> {
     let mut files: Vec<(Structure, PathBuf, u64)> = disk
         .file_paths()
         .into_iter()
@@ -69,35 +66,27 @@ pub(crate) fn damage(
     if rng.gen_bool(0.5) {
         let bit = rng.gen_range(0..len * 8);
         disk.flip_bit(&path, bit).ok()?;
-        Some((structure, DiskFaultKind::BitFlip, path, bit / 8))
+        Some((DiskFaultKind::BitFlip, path, bit / 8))
     } else {
         let sectors = len.div_ceil(SECTOR_BYTES);
         let sector = rng.gen_range(0..sectors);
         disk.zero_sector(&path, sector).ok()?;
-        Some((
-            structure,
-            DiskFaultKind::ZeroedSector,
-            path,
-            sector * SECTOR_BYTES,
-        ))
+        Some((DiskFaultKind::ZeroedSector, path, sector * SECTOR_BYTES))
     }
 }
 
 /// Arms one fault on the next operation of a running node's disk under a
 /// structure's directory: an I/O error, a full disk, a misdirected or a
 /// lost write. What it armed.
-pub(crate) fn running_fault(
-    disk: &SimDisk,
-    rng: &mut SmallRng,
-) -> (Structure, DiskFaultKind, &'static str) {
-    const PREFIXES: [(Structure, &str); 5] = [
-        (Structure::Journal, "groups/0/journal"),
-        (Structure::Meta, "groups/0/meta"),
-        (Structure::Packs, "groups/0/blocks"),
-        (Structure::Index, "groups/0/index.redb"),
-        (Structure::Snapshots, "groups/0/snapshots"),
+pub(crate) fn running_fault(disk: &SimDisk, rng: &mut SmallRng) -> (DiskFaultKind, &'static str) {
+    const PREFIXES: [&str; 5] = [
+        "groups/0/journal",
+        "groups/0/meta",
+        "groups/0/blocks",
+        "groups/0/index.redb",
+        "groups/0/snapshots",
     ];
-    let (structure, prefix) = PREFIXES[rng.gen_range(0..PREFIXES.len())];
+    let prefix = PREFIXES[rng.gen_range(0..PREFIXES.len())];
     let kind = match rng.gen_range(0..4) {
         0 => {
             let op = [FaultOp::Read, FaultOp::Write, FaultOp::Sync][rng.gen_range(0..3)];
@@ -118,5 +107,5 @@ pub(crate) fn running_fault(
             DiskFaultKind::LostWrite
         }
     };
-    (structure, kind, prefix)
+    (kind, prefix)
 }
