@@ -23,6 +23,7 @@
 //! the simulator: tokio's wakes its waiters in an order drawn from an
 //! OS-seeded RNG.
 
+mod sabotage;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use rand_rt::{Rng, RngExt, SeedableRng};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
+pub use sabotage::{sabotaged, Sabotage};
 pub use watch::{FinkWatch, FinkWatchReceiver, FinkWatchSender};
 
 /// The openraft runtime of finkfs: tokio, except that spawns, blocking
@@ -177,6 +179,9 @@ thread_local! {
 /// is there because spawned futures must be `Send`.
 struct Hook {
     seed: u64,
+    /// The deliberate bug switched on in this world, if any.
+    #[cfg_attr(not(feature = "sabotage"), allow(dead_code))]
+    sabotage: Option<Sabotage>,
     state: Mutex<HookState>,
 }
 
@@ -262,11 +267,18 @@ impl Drop for Member {
 /// dropped. Panics if one is installed already: two worlds on one thread
 /// would share streams and groups.
 pub fn install_hook(seed: u64) -> HookGuard {
+    install_hook_with(seed, None)
+}
+
+/// [`install_hook`], with a deliberate bug switched on for this world
+/// (it takes effect only where the crate feature `sabotage` is enabled).
+pub fn install_hook_with(seed: u64, sabotage: Option<Sabotage>) -> HookGuard {
     HOOK.with(|hook| {
         let mut hook = hook.borrow_mut();
         assert!(hook.is_none(), "a simulator hook is already installed");
         *hook = Some(Arc::new(Hook {
             seed,
+            sabotage,
             state: Mutex::new(HookState {
                 world: SmallRng::seed_from_u64(splitmix(seed)),
                 nodes: BTreeMap::new(),

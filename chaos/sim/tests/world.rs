@@ -2,8 +2,10 @@
 //! store, state machine, block store, index, openraft) in one process under
 //! power cuts of one node, a majority and every node, disk damage at rest
 //! and network faults, with every acknowledged write checked at the end;
-//! and shows that a node which acknowledges writes before they are durable
-//! is caught by the same seeds.
+//! and shows that the checker catches deliberately broken nodes: one that
+//! acknowledges writes before they are durable, one that serves reads
+//! without their checksum check, and one whose journal cuts every record
+//! that fails its checksum as if it were torn.
 
 use finkfs_sim::world::{self, Bug, WorldConfig};
 
@@ -73,6 +75,42 @@ fn acknowledging_before_fsync_is_caught_by_the_green_seeds() {
         !caught.is_empty(),
         "a node that acknowledges before fsync passed every seed"
     );
+}
+
+/// The seeds of the CI range (`tests/seeds.rs`) searched for one that
+/// catches a deliberate bug.
+const CI_RANGE_START: u64 = 0;
+const CI_RANGE_END: u64 = 90;
+
+/// The first seed of the CI range whose run, with `bug` built in, breaks
+/// an invariant in the way named by `sign` (a part of the violation's
+/// text), with every violation of that run.
+fn first_seed_catching(bug: Bug, sign: &str) -> Option<(u64, Vec<String>)> {
+    (CI_RANGE_START..CI_RANGE_END).find_map(|seed| {
+        let report = world::run(&config(seed, Some(bug)));
+        let caught = report.violations.iter().any(|v| v.contains(sign));
+        caught.then_some((seed, report.violations))
+    })
+}
+
+/// Bit flips and zeroed sectors at rest in a node's packs must come back
+/// as refusals: a node that skips the check serves them, and the final
+/// read-back of every replica finds bytes no write produced.
+#[test]
+fn serving_reads_without_their_checksum_check_is_caught_in_the_ci_range() {
+    let (seed, violations) = first_seed_catching(Bug::SkipReadChecksum, "Garbage")
+        .expect("a node that serves unchecked bytes passed every seed of the CI range");
+    println!("caught by seed {seed}: {violations:?}");
+}
+
+/// A journal that cuts synced records it finds damaged forgets entries
+/// it acknowledged; with a leader elected on such a log, acknowledged
+/// writes go missing (invariant 1).
+#[test]
+fn cutting_the_journal_at_any_checksum_failure_is_caught_in_the_ci_range() {
+    let (seed, violations) = first_seed_catching(Bug::TruncateOnChecksumFailure, "invariant 1")
+        .expect("a journal that cuts damaged synced records lost no write in the CI range");
+    println!("caught by seed {seed}: {violations:?}");
 }
 
 /// A run replays only if nothing outside the seed decides an order: a

@@ -84,6 +84,23 @@ pub enum Bug {
     /// The Raft log's fsyncs do nothing: writes are acknowledged before
     /// they are durable.
     AckBeforeFsync,
+    /// Reads of blocks and objects skip their BLAKE3 check.
+    SkipReadChecksum,
+    /// The journal cuts its last segment at the first record that fails
+    /// its checksum, as if every damaged record were a torn write.
+    TruncateOnChecksumFailure,
+}
+
+impl Bug {
+    /// The switch in the node's own code that builds this bug in, for the
+    /// bugs that live there (the others wrap the node's disk).
+    fn sabotage(self) -> Option<rt::Sabotage> {
+        match self {
+            Bug::AckBeforeFsync => None,
+            Bug::SkipReadChecksum => Some(rt::Sabotage::SkipReadChecksum),
+            Bug::TruncateOnChecksumFailure => Some(rt::Sabotage::TruncateOnChecksumFailure),
+        }
+    }
 }
 
 impl WorldConfig {
@@ -110,7 +127,7 @@ pub fn run(config: &WorldConfig) -> RunReport {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime can always be built");
-    let _hook = rt::install_hook(config.seed);
+    let _hook = rt::install_hook_with(config.seed, config.bug.and_then(Bug::sabotage));
     let panics = panics::Recording::start();
     runtime.block_on(async {
         let mut world = World::new(config.clone(), panics);

@@ -97,7 +97,7 @@ impl SimNode {
             Some(super::Bug::AckBeforeFsync) => {
                 Arc::new(SkipRaftLogSync::new(Arc::new(disk.clone())))
             }
-            None => Arc::new(disk.clone()),
+            _ => Arc::new(disk.clone()),
         };
         let opened = rt::in_node(
             tag,
