@@ -22,6 +22,7 @@ pub mod disk_metrics;
 mod group;
 pub mod metrics;
 pub mod network;
+mod prompt_election;
 pub mod unsafe_sync;
 mod vote_watch;
 
@@ -350,6 +351,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         scrub_stats,
         log_reader,
         tasks: mut other_tasks,
+        vote_gate,
         ..
     } = parts;
     let backup_shown = config
@@ -364,6 +366,15 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         listeners.peer,
         peer_service,
         until(stopped.clone()),
+    ));
+    other_tasks.push(prompt_election::spawn(
+        &raft,
+        config.id,
+        &vote_gate,
+        prompt_election::Pace {
+            every: Duration::from_millis(config.raft.heartbeat_ms),
+            for_at_most: Duration::from_millis(config.raft.election_timeout_min_ms),
+        },
     ));
     let client_task = tokio::spawn(serve_client(
         listeners.client,
