@@ -651,3 +651,31 @@ fn zeroed_end_of_a_last_segment_with_a_bad_header_is_damage_not_cut() {
     assert_eq!(journal.last(), Some((17, TERM)));
     assert_intact(&journal, 1..=17);
 }
+
+#[test]
+fn zeroed_head_of_the_first_segment_loses_indices_from_its_name() {
+    let disk = SimDisk::new(23);
+    let options = JournalOptions::default();
+    journal_with(&disk, &options, 20);
+    let files = segment_files(&disk);
+    assert_eq!(files.len(), 1);
+    // The header and the first records of the only segment are zeroed; the
+    // records after them verify. Index 1 (the file name's first index) is
+    // lost, not the start of a journal that begins later.
+    disk.corrupt_bytes(&files[0], 0, &[0u8; 512]).unwrap();
+    let (journal, report) = reopen(&disk, &options);
+    assert_eq!(report.torn_tail, None);
+    let first_valid = (1..=20)
+        .find(|&index| journal.read(index).is_ok())
+        .expect("records after the zeroed sector verify");
+    assert!(first_valid > 1);
+    assert!(matches!(
+        &report.damage[1..],
+        [Damage::CorruptRecord { indices: Some(lost), .. }]
+            if *lost == (1..=first_valid - 1)
+    ));
+    assert_eq!(journal.first_index(), Some(1));
+    assert_eq!(journal.first_damaged_index(), Some(1));
+    assert_corrupt(&journal, 1, &files[0], 80);
+    assert_intact(&journal, first_valid..=20);
+}

@@ -318,6 +318,13 @@ impl Classifier {
                     },
                     None,
                 );
+                // The file name still says where the first segment starts:
+                // records damaged before its first valid one are lost
+                // indices, not a journal that begins later (which would
+                // look like a log purged without a purge point).
+                if self.expected.is_none() {
+                    self.expected = Some(scan.name_index);
+                }
                 return;
             }
         };
