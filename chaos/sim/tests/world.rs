@@ -131,3 +131,24 @@ fn same_seed_same_trace_digest() {
         assert_eq!(first.coverage, second.coverage, "seed {seed}");
     }
 }
+
+/// Seeds whose damaged node could not start even after `fsck --repair`:
+/// the header of its first journal segment zeroed with the records after
+/// it, so the journal seemed to begin at a later index with no purge point
+/// (openraft: `Read LogIndex(0): log entry not found`) and the repair saw
+/// no damaged index to cut.
+const FIRST_SEGMENT_HEAD_ZEROED_SEEDS: [u64; 2] = [257, 560];
+
+#[test]
+fn a_node_whose_first_segment_head_was_zeroed_starts_after_repair() {
+    for seed in FIRST_SEGMENT_HEAD_ZEROED_SEEDS {
+        let report = world::run(&config(seed, None));
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}\nreplay: {}",
+            report.violations,
+            config(seed, None).replay_line()
+        );
+        assert!(report.coverage.repairs > 0, "seed {seed} repaired nothing");
+    }
+}
