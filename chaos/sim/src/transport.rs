@@ -3,8 +3,14 @@
 //!
 //! A request travels with its drawn delay, is handled by the target's peer
 //! service inside the target's task group, and the reply travels back with
-//! a delay of its own. A lost request or reply is silence: the caller's own
-//! deadline turns it into a timeout, as on a real network. A snapshot is a
+//! a delay of its own. Peers talk gRPC over TCP, which sends a dropped
+//! segment again: a request or reply the network drops (a lossy or cut
+//! link) is sent again after a retransmission timeout, doubling, so it is
+//! late rather than lost, until the HTTP/2 keepalive would have found the
+//! connection dead and the call fails `UNAVAILABLE`. A caller with a short
+//! deadline (a vote, an append) gives up first, as it would on a real
+//! network; one with a long deadline (FetchBlock) gets its answer once the
+//! link heals instead of waiting out its deadline. A snapshot is a
 //! stream: its chunks arrive in order (each waits for the previous, as on a
 //! TCP connection), and a lost chunk resets the connection: the receiver
 //! reads `UNAVAILABLE` and discards its partial file, the sender gets
@@ -12,14 +18,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use finkfs_raft::network::{
     proto, unreachable, OutgoingChunks, PeerOptions, PeerReply, PeerRequest, PeerTransport,
+    KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
 };
 use finkfs_raft::rt::{self, NodeTag};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tonic::Status;
 
 use crate::net::{wire_time, SimNet};
@@ -62,6 +71,55 @@ async fn travel(net: &SimNet, from: &str, to: &str, kind: &'static str) -> bool 
     net.arrive(sent.seq, from, to, kind)
 }
 
+/// The first retransmission timeout of a dropped message (Linux's
+/// `TCP_RTO_MIN`); each further one doubles, up to [`RTO_MAX`].
+const RTO_MIN: Duration = Duration::from_millis(200);
+/// The longest wait between two retransmissions.
+const RTO_MAX: Duration = Duration::from_secs(4);
+
+/// How a message on a connection ended.
+enum Carried {
+    /// It reached a powered host.
+    Arrived,
+    /// It reached the address, where no host has power: silence.
+    HostOff,
+    /// The network dropped every copy until the keepalive gave up.
+    ConnectionDead,
+}
+
+/// Carries one message over a connection: a copy the network drops is sent
+/// again after the retransmission timeout, until one gets through or the
+/// HTTP/2 keepalive (an unanswered ping after [`KEEPALIVE_INTERVAL`] of
+/// silence, waited on for [`KEEPALIVE_TIMEOUT`]) declares the connection
+/// dead.
+async fn carry(net: &SimNet, from: &str, to: &str, kind: &'static str) -> Carried {
+    let dead_at = Instant::now() + KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT;
+    let mut rto = RTO_MIN;
+    loop {
+        let sent = net.send(from, to, kind);
+        if let Some(delay) = wire_time(sent.fate) {
+            tokio::time::sleep(delay).await;
+            return match net.arrive(sent.seq, from, to, kind) {
+                true => Carried::Arrived,
+                false => Carried::HostOff,
+            };
+        }
+        if Instant::now() + rto >= dead_at {
+            return Carried::ConnectionDead;
+        }
+        tokio::time::sleep(rto).await;
+        rto = (rto * 2).min(RTO_MAX);
+    }
+}
+
+/// The status a call on a connection the keepalive found dead fails with.
+fn connection_dead(to: &str) -> Status {
+    Status::unavailable(format!(
+        "connection to {to} lost: keepalive unanswered for {:?}",
+        KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT
+    ))
+}
+
 /// Runs a handler of the node `tag` inside its task group, so that a power
 /// cut of that node ends it; `None` if it was ended before it replied.
 async fn handle_in<T: Send + 'static>(
@@ -91,8 +149,10 @@ impl PeerTransport for SimTransport {
                 return Err(unreachable(&to));
             }
             let kind = request.kind();
-            if !travel(&net, &from, &to, kind).await {
-                return std::future::pending().await;
+            match carry(&net, &from, &to, kind).await {
+                Carried::Arrived => {}
+                Carried::HostOff => return std::future::pending().await,
+                Carried::ConnectionDead => return Err(connection_dead(&to)),
             }
             // The endpoint is not kept past making the handler: a caller
             // waiting on a node that lost power must not keep its
@@ -110,8 +170,10 @@ impl PeerTransport for SimTransport {
                 Ok(reply) => reply.kind(),
                 Err(_) => "Status",
             };
-            if !travel(&net, &to, &from, reply_kind).await {
-                return std::future::pending().await;
+            match carry(&net, &to, &from, reply_kind).await {
+                Carried::Arrived => {}
+                Carried::HostOff => return std::future::pending().await,
+                Carried::ConnectionDead => return Err(connection_dead(&to)),
             }
             if let Ok(reply) = &reply {
                 net.tap(&from, &to, reply);

@@ -1,8 +1,9 @@
 //! Guards against a simulated network that does not behave like one, or
-//! does not replay: messages reordered only by their drawn delays, lost
-//! messages and cut links as silence, powered-off hosts deaf and mute,
-//! snapshot chunks in order with a lost chunk resetting the stream, and the
-//! same seed giving the same history.
+//! does not replay: messages reordered only by their drawn delays, a
+//! dropped request or reply sent again as TCP does (late, not lost, until
+//! the keepalive gives up), powered-off hosts deaf and mute, snapshot
+//! chunks in order with a lost chunk resetting the stream, and the same
+//! seed giving the same history.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -124,12 +125,50 @@ async fn independent_delays_reorder_and_the_same_seed_replays() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn lost_messages_are_silence_and_the_caller_times_out() {
+async fn dropped_requests_are_sent_again_and_a_short_deadline_times_out() {
     let (net, transport, recorder) = two_hosts(3, LinkFaults::lan().dropping(1.0));
     let call = tokio::time::timeout(PATIENCE, transport.unary("b", fetch(1))).await;
-    assert!(call.is_err(), "a lost request is never answered");
+    assert!(call.is_err(), "no copy of the request got through");
     assert!(recorder.requests.lock().unwrap().is_empty());
-    assert_eq!(net.counts().lost, 1);
+    let lost = net.counts().lost;
+    assert!(lost > 1, "the request was sent again ({lost} copies lost)");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn request_dropped_by_a_partition_is_answered_once_the_link_heals() {
+    let (net, transport, recorder) = two_hosts(10, LinkFaults::lan());
+    net.partition(&[&["a"], &["b"]]);
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn(transport.unary("b", fetch(4)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(recorder.requests.lock().unwrap().is_empty(), "cut off");
+    net.heal();
+    let reply = tokio::time::timeout(PATIENCE, call).await;
+    assert!(
+        matches!(reply, Ok(Ok(Ok(PeerReply::FetchBlock(_))))),
+        "answered after the heal, not left to the caller's deadline"
+    );
+    assert_eq!(*recorder.requests.lock().unwrap(), vec![4], "handled once");
+    assert!(started.elapsed() < Duration::from_secs(1) + PATIENCE);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn call_over_a_link_that_stays_cut_fails_when_the_keepalive_gives_up() {
+    let (net, transport, recorder) = two_hosts(11, LinkFaults::lan());
+    net.partition(&[&["a"], &["b"]]);
+    let started = tokio::time::Instant::now();
+    let keepalive =
+        finkfs_raft::network::KEEPALIVE_INTERVAL + finkfs_raft::network::KEEPALIVE_TIMEOUT;
+    let reply = tokio::time::timeout(keepalive + PATIENCE, transport.unary("b", fetch(5)))
+        .await
+        .expect("the call ends by itself");
+    assert_eq!(reply.unwrap_err().code(), Code::Unavailable);
+    let waited = started.elapsed();
+    assert!(
+        waited > keepalive / 2 && waited <= keepalive,
+        "failed after {waited:?}, keepalive {keepalive:?}"
+    );
+    assert!(recorder.requests.lock().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
