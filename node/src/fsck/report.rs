@@ -220,6 +220,37 @@ pub struct Totals {
     pub bytes_checked: u64,
 }
 
+impl Totals {
+    /// Adds the counts of `other`.
+    pub(crate) fn add(&mut self, other: &Totals) {
+        // Spelled out so that a new count cannot be forgotten here.
+        let Totals {
+            groups,
+            objects,
+            object_bytes,
+            blocks,
+            block_bytes,
+            packs,
+            block_records,
+            journal_segments,
+            journal_records,
+            snapshots,
+            bytes_checked,
+        } = other;
+        self.groups += groups;
+        self.objects += objects;
+        self.object_bytes += object_bytes;
+        self.blocks += blocks;
+        self.block_bytes += block_bytes;
+        self.packs += packs;
+        self.block_records += block_records;
+        self.journal_segments += journal_segments;
+        self.journal_records += journal_records;
+        self.snapshots += snapshots;
+        self.bytes_checked += bytes_checked;
+    }
+}
+
 /// Version of the report's JSON shape; raised only if a field changes
 /// meaning or goes away (fields are added without a change).
 pub const REPORT_VERSION: u32 = 1;

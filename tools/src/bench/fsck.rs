@@ -238,39 +238,40 @@ fn measure_fsck(
     Ok(Sample::new(report.totals.bytes_checked, seconds))
 }
 
-/// Where a check spent its time: the seconds and bytes between two
-/// progress reports, by the kind of file reported (journal, packs, other).
+/// How far a check was when each kind of file (journal, packs, other) was
+/// done: its bytes, and the seconds from the start to its last progress
+/// report. The journal and the packs are checked at the same time, each
+/// from the start, so each kind's rate is its bytes over that time.
 #[derive(Debug)]
 struct Phases {
     start: Instant,
-    last: Instant,
-    /// (kind, bytes, seconds), in the order met.
-    spent: Vec<(&'static str, u64, f64)>,
+    /// (kind, bytes, seconds since the start), in the order reported.
+    reports: Vec<(&'static str, u64, f64)>,
 }
 
 impl Phases {
     fn new() -> Phases {
-        let now = Instant::now();
         Phases {
-            start: now,
-            last: now,
-            spent: Vec::new(),
+            start: Instant::now(),
+            reports: Vec::new(),
         }
     }
 
     fn show(&self) {
         let mut line = String::from("    fsck phases:");
         for kind in ["journal", "packs", "other"] {
-            let (bytes, seconds) = self
-                .spent
+            let (bytes, done) = self
+                .reports
                 .iter()
                 .filter(|(k, _, _)| *k == kind)
-                .fold((0, 0.0), |(b, s), (_, bytes, secs)| (b + bytes, s + secs));
-            if seconds > 0.0 {
+                .fold((0, 0.0), |(b, d): (u64, f64), (_, bytes, at)| {
+                    (b + bytes, d.max(*at))
+                });
+            if done > 0.0 {
                 line += &format!(
-                    " {kind} {:.1} MiB in {seconds:.3} s ({:.1} MiB/s);",
+                    " {kind} {:.1} MiB done at {done:.3} s ({:.1} MiB/s);",
                     bytes as f64 / f64::from(1 << 20),
-                    mib_per_s(bytes, seconds)
+                    mib_per_s(bytes, done)
                 );
             }
         }
@@ -280,7 +281,7 @@ impl Phases {
 
 impl fsck::Progress for Phases {
     fn checked(&mut self, bytes: u64, file: &Path) {
-        let now = Instant::now();
+        let at = self.start.elapsed().as_secs_f64();
         let text = file.to_string_lossy();
         let kind = if text.ends_with(JOURNAL_DIR) {
             "journal"
@@ -289,9 +290,7 @@ impl fsck::Progress for Phases {
         } else {
             "other"
         };
-        self.spent
-            .push((kind, bytes, now.duration_since(self.last).as_secs_f64()));
-        self.last = now;
+        self.reports.push((kind, bytes, at));
     }
 }
 
