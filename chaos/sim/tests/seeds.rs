@@ -13,9 +13,10 @@ use finkfs_sim::Structure;
 
 /// The seeds CI runs: every one of them passes today. Seeds 0..660 give
 /// the 10,000 power cuts the design asks of the CI range (in about a
-/// minute on 2 idle cores), but six of them still fail (`docs/chaos.md`,
-/// "Findings", with replay lines); the range grows as those are fixed.
-const CI_SEEDS: Range<u64> = 0..90;
+/// minute on 2 idle cores), but three of them still fail (234, 481, 563:
+/// `docs/chaos.md`, "Findings", with replay lines); the range is the
+/// prefix that passes and grows as those are fixed.
+const CI_SEEDS: Range<u64> = 0..234;
 const STEPS: u64 = 200;
 
 fn range() -> Range<u64> {
@@ -77,12 +78,12 @@ fn every_seed_of_the_ci_range_keeps_every_invariant() {
     }
     // About 15 cuts a seed, a third of them of every node at once.
     assert!(
-        coverage.cuts_total() >= 1_000,
+        coverage.cuts_total() >= 3_000,
         "{} power cuts",
         coverage.cuts_total()
     );
     let all = coverage.cuts.get(&CutScope::All).copied().unwrap_or(0);
-    assert!(all >= 300, "{all} cuts of every node at once");
+    assert!(all >= 1_000, "{all} cuts of every node at once");
     for structure in [
         Structure::Journal,
         Structure::Meta,
