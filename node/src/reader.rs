@@ -37,6 +37,12 @@ impl ObjectReader {
         &self.index
     }
 
+    /// A handle that shows when the index is closed (no strong holder
+    /// left), for a shutdown that must wait for it.
+    pub(crate) fn index_handle(&self) -> std::sync::Weak<Index> {
+        Arc::downgrade(&self.index)
+    }
+
     /// The block reader, for scrubbing and fsck.
     pub fn blocks(&self) -> &BlockReader {
         &self.blocks

@@ -162,9 +162,40 @@ impl RunningNode {
             task.abort();
             let _ = task.await;
         }
+        // The index is closed only when its last holder lets go: the state
+        // machine's worker, and reads, scrubs or repairs still running on
+        // blocking threads (aborting their task does not stop them). A
+        // node started again on this directory in the same process before
+        // that would open the index file while the old instance still
+        // writes it (redb then finds a file length its header disagrees
+        // with), so the node is stopped only once the index is closed.
+        let index = self.reader.index_handle();
+        drop(self.reader);
+        drop(self.raft);
+        let closed = wait_until_closed(&index, INDEX_CLOSE_WAIT).await;
         tracing::info!(id = self.id, "stopped");
-        client.and(peer)
+        client.and(peer).and(closed)
     }
+}
+
+/// Longest wait at shutdown for the last holder of the index to let go.
+const INDEX_CLOSE_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until nothing holds the index any more.
+async fn wait_until_closed(
+    index: &std::sync::Weak<crate::index::Index>,
+    limit: Duration,
+) -> Result<(), DaemonError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while index.strong_count() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DaemonError::Raft(format!(
+                "the index is still open {limit:?} after shutdown"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 async fn join(
