@@ -172,30 +172,33 @@ impl RunningNode {
         let index = self.reader.index_handle();
         drop(self.reader);
         drop(self.raft);
-        let closed = wait_until_closed(&index, INDEX_CLOSE_WAIT).await;
+        if !wait_until_closed(&index, INDEX_CLOSE_WAIT).await {
+            // Known to happen after a snapshot install on a learner: some
+            // holder outlives the node. A process that exits closes it; an
+            // embedding that reopens the directory must wait longer.
+            tracing::warn!(
+                id = self.id,
+                "the index is still open {INDEX_CLOSE_WAIT:?} after shutdown"
+            );
+        }
         tracing::info!(id = self.id, "stopped");
-        client.and(peer).and(closed)
+        client.and(peer)
     }
 }
 
 /// Longest wait at shutdown for the last holder of the index to let go.
-const INDEX_CLOSE_WAIT: Duration = Duration::from_secs(60);
+const INDEX_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits until nothing holds the index any more.
-async fn wait_until_closed(
-    index: &std::sync::Weak<crate::index::Index>,
-    limit: Duration,
-) -> Result<(), DaemonError> {
+/// Waits until nothing holds the index any more (true), or `limit` passed.
+async fn wait_until_closed(index: &std::sync::Weak<crate::index::Index>, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while index.strong_count() > 0 {
         if tokio::time::Instant::now() >= deadline {
-            return Err(DaemonError::Raft(format!(
-                "the index is still open {limit:?} after shutdown"
-            )));
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(())
+    true
 }
 
 async fn join(
