@@ -24,18 +24,25 @@ fn config(seed: u64, bug: Option<Bug>) -> WorldConfig {
     }
 }
 
+/// Runs `seed` with no bug built in and fails the test, with the replay
+/// line, if the run broke any invariant.
+fn run_clean(seed: u64) -> world::RunReport {
+    let report = world::run(&config(seed, None));
+    assert!(
+        report.violations.is_empty(),
+        "seed {seed}: {:?}\nreplay: {}",
+        report.violations,
+        config(seed, None).replay_line()
+    );
+    report
+}
+
 #[test]
 fn green_seeds_survive_power_cuts_and_read_back_every_acknowledged_write() {
     let mut cuts = 0;
     let mut all_nodes_cuts = 0;
     for seed in GREEN_SEEDS {
-        let report = world::run(&config(seed, None));
-        assert!(
-            report.violations.is_empty(),
-            "seed {seed}: {:?}\nreplay: {}",
-            report.violations,
-            config(seed, None).replay_line()
-        );
+        let report = run_clean(seed);
         assert!(
             report.coverage.acknowledged > 0,
             "seed {seed} acknowledged nothing"
@@ -142,13 +149,7 @@ const FIRST_SEGMENT_HEAD_ZEROED_SEEDS: [u64; 2] = [257, 560];
 #[test]
 fn a_node_whose_first_segment_head_was_zeroed_starts_after_repair() {
     for seed in FIRST_SEGMENT_HEAD_ZEROED_SEEDS {
-        let report = world::run(&config(seed, None));
-        assert!(
-            report.violations.is_empty(),
-            "seed {seed}: {:?}\nreplay: {}",
-            report.violations,
-            config(seed, None).replay_line()
-        );
+        let report = run_clean(seed);
         assert!(report.coverage.repairs > 0, "seed {seed} repaired nothing");
     }
 }
