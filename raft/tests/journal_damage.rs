@@ -679,3 +679,66 @@ fn zeroed_head_of_the_first_segment_loses_indices_from_its_name() {
     assert_corrupt(&journal, 1, &files[0], 80);
     assert_intact(&journal, first_valid..=20);
 }
+
+/// Raft truncates a follower after its match point; when the record there
+/// is damaged (the leader's entry at that index matched by term alone), the
+/// truncation still happens: the damaged bytes stay reported as damage, the
+/// records after them go, and new records follow in a new segment.
+fn truncate_after_damaged_record(options: &JournalOptions, damage_after_open: bool) {
+    let disk = SimDisk::new(21);
+    journal_with(&disk, options, 20);
+    let (path, rec) = locate(&disk, 10);
+    let flip = (rec.offset + RECORD_HEADER_BYTES + 3) * 8;
+    let mut journal = if damage_after_open {
+        let (journal, report) = reopen(&disk, options);
+        assert!(report.is_clean());
+        disk.flip_bit(&path, flip).unwrap();
+        journal
+    } else {
+        disk.flip_bit(&path, flip).unwrap();
+        let (journal, report) = reopen(&disk, options);
+        assert_eq!(corrupt_record(&report).2, Some(10..=10));
+        journal
+    };
+    journal.truncate_after(10).unwrap();
+    assert_corrupt(&journal, 10, &path, rec.offset);
+    assert!(matches!(
+        journal.read(11),
+        Err(JournalError::NotFound { index: 11 })
+    ));
+    for index in 11..=15 {
+        journal.append(index, TERM + 1, &fixed(index, 1)).unwrap();
+    }
+    journal.sync().unwrap();
+    assert!(disk.exists(&segment_path(11)).unwrap());
+
+    let (journal, report) = reopen(&disk, options);
+    let (file, offset, indices) = corrupt_record(&report);
+    assert_eq!((file.as_path(), indices), (path.as_path(), Some(10..=10)));
+    assert!(offset <= rec.offset);
+    assert_intact(&journal, 1..=9);
+    assert_corrupt(&journal, 10, &path, offset);
+    for index in 11..=15 {
+        let record = journal.read(index).unwrap();
+        assert_eq!((record.term, record.payload), (TERM + 1, fixed(index, 1)));
+    }
+    assert!(matches!(
+        journal.read(16),
+        Err(JournalError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn truncating_after_a_damaged_record_keeps_it_and_goes_on_in_a_new_segment() {
+    truncate_after_damaged_record(&JournalOptions::default(), false);
+}
+
+#[test]
+fn truncating_after_a_record_damaged_since_open_keeps_it_too() {
+    truncate_after_damaged_record(&JournalOptions::default(), true);
+}
+
+#[test]
+fn truncating_after_a_damaged_record_removes_later_segments() {
+    truncate_after_damaged_record(&small_segments(), false);
+}

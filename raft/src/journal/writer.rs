@@ -373,8 +373,8 @@ impl Journal {
     /// Removes every record with index > `index`, durably before returning:
     /// later segments are removed newest first (each removal synced into
     /// the directory), then the segment holding `index` is cut and synced.
-    /// A crash midway leaves a prefix of the old journal. Fails with
-    /// [`JournalError::Corrupt`] if record `index` itself is damaged.
+    /// A crash midway leaves a prefix of the old journal. When record
+    /// `index` itself is damaged, see [`Journal::truncate_after_damaged`].
     pub fn truncate_after(&mut self, index: u64) -> Result<(), JournalError> {
         self.check_poisoned()?;
         let (first, highest) = {
@@ -390,7 +390,13 @@ impl Journal {
         if first.is_none_or(|first| index < first) {
             return self.clear(Order::NewestFirst);
         }
-        let (entry, segment, header) = self.verified(index)?;
+        let (entry, segment, header) = match self.verified(index) {
+            Ok(verified) => verified,
+            Err(damaged @ JournalError::Corrupt { .. }) => {
+                return self.truncate_after_damaged(index, damaged)
+            }
+            Err(error) => return Err(error),
+        };
         let doomed: Vec<PathBuf> = {
             let mut state = self.state_mut();
             let keys: Vec<u64> = state
@@ -436,6 +442,72 @@ impl Journal {
         });
         self.unsynced = false;
         Ok(())
+    }
+
+    /// `truncate_after(index)` when record `index` does not verify (a
+    /// follower whose damaged committed record is the leader's match point).
+    /// Its end and chain value are unknown, and damage is never cut: the
+    /// damaged bytes stay, the records after them go (later segments newest
+    /// first, then the holding segment cut at the first valid record above
+    /// `index`), and the journal goes on in a new segment at `index + 1`
+    /// whose header starts a new chain (recovery takes a segment header's
+    /// chain as the anchor after damage). A crash before that segment exists
+    /// leaves the damaged bytes at the end of the journal, where recovery
+    /// may take them for a torn tail: the log store then sees committed
+    /// entries missing, as for any loss it cannot prove was a crash.
+    fn truncate_after_damaged(
+        &mut self,
+        index: u64,
+        damaged: JournalError,
+    ) -> Result<(), JournalError> {
+        let (holder, cut_at, doomed) = {
+            let mut state = self.state_mut();
+            let Some((&key, holder)) = state.segments.range(..=index).next_back() else {
+                // No segment can hold `index`: nothing to go on from.
+                return Err(damaged);
+            };
+            let holder = holder.clone();
+            let cut_at = state
+                .entries
+                .iter()
+                .find(|e| e.index > index && e.segment == key)
+                .map(|e| e.offset);
+            let later: Vec<u64> = state.segments.range(key + 1..).map(|(k, _)| *k).collect();
+            let doomed: Vec<PathBuf> = later
+                .iter()
+                .rev()
+                .filter_map(|k| state.segments.remove(k))
+                .map(|s| s.path)
+                .collect();
+            state.cut_after(index);
+            (holder, cut_at, doomed)
+        };
+        self.next_index = Some(index + 1);
+        self.tail = None;
+        self.unsynced = false;
+        tracing::warn!(
+            dir = %self.dir.display(),
+            index,
+            "truncating after a damaged record: its bytes stay, the journal goes on in a new segment"
+        );
+        let result = doomed
+            .iter()
+            .try_for_each(|path| remove_durably(&*self.disk, &self.dir, path))
+            .and_then(|()| match cut_at {
+                Some(len) => holder
+                    .file
+                    .set_len(len)
+                    .map_err(|e| JournalError::io(&holder.path, len, e)),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                holder
+                    .file
+                    .sync()
+                    .map_err(|e| JournalError::io(&holder.path, cut_at.unwrap_or(0), e))
+            });
+        self.poison_on_error(result)?;
+        self.create_segment(index + 1, [0u8; 32])
     }
 
     /// Reads and verifies record `index`, with the segment holding it.
