@@ -62,6 +62,16 @@ fn entries(indexes: std::ops::Range<u64>) -> Vec<Entry> {
     indexes.map(entry).collect()
 }
 
+/// Every entry the store holds, read back.
+async fn held_entries(store: &mut JournalLogStore) -> Vec<Entry> {
+    store
+        .get_log_reader()
+        .await
+        .try_get_log_entries(..)
+        .await
+        .unwrap()
+}
+
 fn files_in(disk: &SimDisk, dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(DIR).join(dir);
     disk.disk_ref()
@@ -186,12 +196,7 @@ async fn damage_below_the_purge_point_does_not_block_voting() {
     let (mut store, report) = open(&disk);
     assert!(!report.journal.is_clean(), "the rot is still reported");
     assert!(store.may_vote(), "{:?}", store.vote_blockers());
-    let kept = store
-        .get_log_reader()
-        .await
-        .try_get_log_entries(..)
-        .await
-        .unwrap();
+    let kept = held_entries(&mut store).await;
     assert_eq!(kept, entries(31..40));
     store.close().await.unwrap();
 }
@@ -324,4 +329,67 @@ async fn state_payload_that_is_not_a_log_store_state_is_a_typed_error() {
         "{error}"
     );
     assert!(error.is_corruption());
+}
+
+/// A store purged through 29 (records from 30 on) whose meta copies were
+/// then both damaged: the vote and the purge point are lost.
+async fn purged_then_meta_lost(disk: &SimDisk) {
+    let mut store = open_voted(disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    store.purge(log_id(29)).await.unwrap();
+    store.close().await.unwrap();
+    for copy in files_in(disk, "meta") {
+        disk.flip_bit(&copy, 8 * 6 + 1).unwrap();
+    }
+}
+
+fn open_applied(disk: &SimDisk, applied: Option<LogId>) -> (JournalLogStore, OpenReport) {
+    let options = LogStoreOptions {
+        applied,
+        ..options()
+    };
+    JournalLogStore::open(disk.disk_ref(), Path::new(DIR), options).expect("log store opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_purge_point_is_taken_from_the_applied_log_id_when_it_reaches_the_journal() {
+    let disk = SimDisk::new(30);
+    purged_then_meta_lost(&disk).await;
+
+    // Applied through 33: the log opens purged through it, from 34.
+    let (mut store, report) = open_applied(&disk, Some(log_id(33)));
+    assert!(report.meta.lost);
+    assert!(store.vote_blockers().contains(&VoteBlocker::VoteLost));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(33)));
+    assert_eq!(state.last_log_id, Some(log_id(39)));
+    let kept = held_entries(&mut store).await;
+    assert_eq!(kept, entries(34..40));
+    store.close().await.unwrap();
+
+    // The purge point was saved: the next open needs no applied id.
+    let (mut store, _) = open_applied(&disk, None);
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(33)));
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_purge_point_with_unapplied_entries_before_the_journal_clears_it_behind_a_floor() {
+    let disk = SimDisk::new(31);
+    purged_then_meta_lost(&disk).await;
+
+    // Applied only through 20: entries 21..=29 are nowhere on this node.
+    let (mut store, _) = open_applied(&disk, Some(log_id(20)));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!((state.last_purged_log_id, state.last_log_id), (None, None));
+    let blockers = store.vote_blockers();
+    assert!(blockers.contains(&VoteBlocker::VoteLost), "{blockers:?}");
+    assert!(
+        blockers
+            .iter()
+            .any(|b| matches!(b, VoteBlocker::BelowVouchFloor { floor: 39, .. })),
+        "{blockers:?}"
+    );
+    store.close().await.unwrap();
 }

@@ -71,6 +71,11 @@ pub struct LogStoreOptions {
     /// being initialised): an empty log then means its data was lost, and
     /// it must not vote until it has caught up (see `vote_gate`).
     pub member_of_existing_cluster: bool,
+    /// The state machine's durable applied log id, when it was opened
+    /// first. A log whose purge point is lost (both meta copies damaged)
+    /// but whose journal starts above index 0 is opened as purged through
+    /// it, when it reaches the journal's start (see `open`).
+    pub applied: Option<LogId>,
 }
 
 impl Default for LogStoreOptions {
@@ -80,6 +85,7 @@ impl Default for LogStoreOptions {
             committed_save_interval: COMMITTED_SAVE_INTERVAL_DEFAULT,
             writer_run: WriterRun::Thread,
             member_of_existing_cluster: false,
+            applied: None,
         }
     }
 }

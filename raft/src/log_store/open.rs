@@ -119,6 +119,7 @@ pub(super) fn open(
     let (mut journal, journal_report) =
         Journal::open(disk, dir.join(JOURNAL_DIR), options.journal.clone())?;
     finish_purge(&mut journal, &state)?;
+    let state = anchor_unpurged_start(&mut journal, &mut meta, state, options.applied)?;
     let last = last_log_id(&journal)?;
     let fixed = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
     let (fixed, state) = vouch_for_missing_committed(&mut meta, &meta_dir, fixed, state, last)?;
@@ -228,6 +229,60 @@ fn finish_purge(journal: &mut Journal, state: &DurableState) -> Result<(), LogSt
         journal.purge_up_to(purged.index)?;
     }
     Ok(())
+}
+
+/// A journal that starts above index 0 with no purge point saved (both
+/// meta copies lost with it, or the head segments gone) holds a log openraft
+/// cannot start from: it reads from index 0. When the state machine has
+/// applied through the entry before the journal's first, those entries are
+/// in it: the log is opened as purged through the applied log id (the
+/// caller makes a snapshot covering it before openraft starts). Otherwise
+/// the entries between are nowhere on this node: the journal is cleared
+/// behind a vouch floor at the last index it held, so the node takes the
+/// log again from a leader and does not vote until it is back there. Each
+/// decision is saved in the meta store before the journal changes, so a
+/// crash midway is finished by the next open.
+fn anchor_unpurged_start(
+    journal: &mut Journal,
+    meta: &mut MetaStore,
+    mut state: DurableState,
+    applied: Option<LogId>,
+) -> Result<DurableState, LogStoreError> {
+    if state.purged.is_some() {
+        return Ok(state);
+    }
+    let Some(first) = journal.first_index().filter(|&first| first > 0) else {
+        return Ok(state);
+    };
+    let dir = journal.dir().to_path_buf();
+    match applied.filter(|applied| applied.index + 1 >= first) {
+        Some(applied) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                first,
+                applied = %applied,
+                "the journal starts above index 0 with no purge point saved: opening it as purged through the applied log id"
+            );
+            state.purged = Some(applied);
+            meta.save(&state.encode())?;
+            journal.purge_up_to(applied.index)?;
+        }
+        None => {
+            let held = journal.last().map_or(first, |(index, _)| index);
+            tracing::warn!(
+                dir = %dir.display(),
+                first,
+                applied = ?applied,
+                held,
+                "the journal starts above index 0 with no purge point saved and entries before it are not applied: clearing it; the node takes the log again from a leader and does not vote until its log reaches the index it held"
+            );
+            state.vouch_floor = Some(state.vouch_floor.unwrap_or(0).max(held));
+            state.committed = None;
+            meta.save(&state.encode())?;
+            journal.truncate_after(first - 1)?;
+        }
+    }
+    Ok(state)
 }
 
 /// The log id of the last record, read back and decoded: the journal
