@@ -10,12 +10,14 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use finkfs_raft::log_store::{JournalLogReader, JournalLogStore, OpenReport, VoteGate};
+use finkfs_raft::log_store::{
+    JournalLogReader, JournalLogStore, LogStoreOptions, OpenReport, VoteGate,
+};
 use finkfs_raft::network::PeerTransport;
 use finkfs_raft::network::{GroupHandle, GroupRegistry, PeerClient, PeerNetwork, PeerService};
 use finkfs_raft::types::Raft;
 use finkfs_seam::DiskRef;
-use openraft::storage::RaftLogStorage;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -76,19 +78,15 @@ pub async fn open_group(
     stopped: watch::Receiver<bool>,
 ) -> Result<GroupParts, DaemonError> {
     let group_dir = group_dir();
-    let (mut log_store, open_report) =
-        JournalLogStore::open(Arc::clone(&disk), &group_dir, log_store_options(config))?;
-    let initial_blockers = report_log_store(config.id, &open_report);
-    let vote_gate = log_store.vote_gate();
-    let log_reader = log_store.get_log_reader().await;
-
     let raft_cell = Arc::new(OnceLock::new());
+    let members_at_start = Arc::new(OnceLock::new());
     let fetcher = || {
         PeerBlockFetcher::new(
             config.id,
             GROUP,
             PeerClient::over(Arc::clone(&transport)),
             Arc::clone(&raft_cell),
+            Arc::clone(&members_at_start),
         )
     };
     let sm_options = StateMachineOptions {
@@ -96,12 +94,43 @@ pub async fn open_group(
         sync_interval: config.apply.sync_interval,
         ..StateMachineOptions::default()
     };
-    let state_machine = StateMachine::open(
+    let mut state_machine = StateMachine::open(
         Arc::clone(&disk),
         group_dir.clone(),
         sm_options,
         Arc::new(fetcher()),
     )?;
+    // The state machine opens first: its applied log id lets the log store
+    // open a log whose purge point was lost with the meta store.
+    let (applied, membership) = state_machine
+        .applied_state()
+        .await
+        .map_err(|e| DaemonError::Raft(format!("reading the applied state before start: {e}")))?;
+    // The members a snapshot install during openraft's start fetches
+    // blocks from: the applied ones, or the newest snapshot's when the index
+    // was rebuilt empty (a repair). Set once, here: nothing else sets it.
+    let snapshot_membership = state_machine
+        .get_current_snapshot()
+        .await
+        .map_err(|e| DaemonError::Raft(format!("reading the newest snapshot before start: {e}")))?
+        .map(|snapshot| snapshot.meta.last_membership);
+    let known = [Some(membership), snapshot_membership]
+        .into_iter()
+        .flatten()
+        .max_by_key(|stored| *stored.log_id());
+    if let Some(known) = known {
+        let _ = members_at_start.set(known.membership().clone());
+    }
+    let log_store_options = LogStoreOptions {
+        applied,
+        ..log_store_options(config)
+    };
+    let (mut log_store, open_report) =
+        JournalLogStore::open(Arc::clone(&disk), &group_dir, log_store_options)?;
+    let initial_blockers = report_log_store(config.id, &open_report);
+    let vote_gate = log_store.vote_gate();
+    let log_reader = log_store.get_log_reader().await;
+
     let reader = state_machine.reader();
     let snapshot_dir = state_machine.snapshot_dir().to_path_buf();
     let repair_stats = Arc::new(RepairStats::default());

@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use finkfs_raft::network::{PeerClient, PeerConnection, PeerNetwork};
-use finkfs_raft::types::{GroupId, Node, NodeId, Raft, TypeConfig};
+use finkfs_raft::types::{GroupId, Membership, Node, NodeId, Raft, TypeConfig};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::storage::RaftStateMachine;
 use openraft::RaftNetworkFactory;
@@ -54,6 +54,10 @@ where
     group: GroupId,
     client: PeerClient,
     raft: Arc<OnceLock<Raft<SM>>>,
+    /// The members the state machine knew when it opened: openraft may
+    /// install a snapshot while it starts, before `raft` is set, and that
+    /// install may need blocks from them.
+    members_at_start: Arc<OnceLock<Membership>>,
 }
 
 impl<SM> PeerBlockFetcher<SM>
@@ -61,35 +65,44 @@ where
     SM: RaftStateMachine<TypeConfig>,
 {
     /// A fetcher for node `id` of `group`; it learns the members from the
-    /// Raft node set in `raft` once that exists.
+    /// Raft node set in `raft` once that exists, and until then from
+    /// `members_at_start` once that is set.
     pub fn new(
         id: NodeId,
         group: GroupId,
         client: PeerClient,
         raft: Arc<OnceLock<Raft<SM>>>,
+        members_at_start: Arc<OnceLock<Membership>>,
     ) -> Self {
         PeerBlockFetcher {
             id,
             group,
             client,
             raft,
+            members_at_start,
         }
     }
 
     /// The peer addresses of the other members.
     fn peers(&self) -> Vec<(NodeId, String)> {
-        let Some(raft) = self.raft.get() else {
-            return Vec::new();
+        let (membership, leader) = match self.raft.get() {
+            Some(raft) => {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let membership = metrics.membership_config.membership().clone();
+                (membership, metrics.current_leader)
+            }
+            None => match self.members_at_start.get() {
+                Some(membership) => (membership.clone(), None),
+                None => return Vec::new(),
+            },
         };
-        let metrics = raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
         // The leader first: it sent the snapshot, so it holds its blocks.
         let mut peers: Vec<(NodeId, String)> = membership
             .nodes()
             .filter(|(id, _)| **id != self.id)
             .filter_map(|(id, node)| MemberAddr::of(node).ok().map(|a| (*id, a.peer)))
             .collect();
-        peers.sort_by_key(|(id, _)| Some(*id) != metrics.current_leader);
+        peers.sort_by_key(|(id, _)| Some(*id) != leader);
         peers
     }
 
