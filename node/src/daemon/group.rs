@@ -15,7 +15,7 @@ use finkfs_raft::log_store::{
 };
 use finkfs_raft::network::PeerTransport;
 use finkfs_raft::network::{GroupHandle, GroupRegistry, PeerClient, PeerNetwork, PeerService};
-use finkfs_raft::types::Raft;
+use finkfs_raft::types::{Membership, Raft, StoredMembership};
 use finkfs_seam::DiskRef;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use tokio::sync::watch;
@@ -65,6 +65,25 @@ pub struct GroupParts {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
+/// The members a snapshot install during openraft's start fetches blocks
+/// from: the newer of the applied membership and the newest snapshot's
+/// (the applied one is empty when a repair rebuilt the index).
+async fn members_known_at_start(
+    state_machine: &mut StateMachine,
+    applied: StoredMembership,
+) -> Result<Membership, DaemonError> {
+    let snapshot = state_machine
+        .get_current_snapshot()
+        .await
+        .map_err(|e| DaemonError::Raft(format!("reading the newest snapshot before start: {e}")))?
+        .map(|snapshot| snapshot.meta.last_membership);
+    let newest = match snapshot {
+        Some(snapshot) if snapshot.log_id() > applied.log_id() => snapshot,
+        _ => applied,
+    };
+    Ok(newest.membership().clone())
+}
+
 /// Opens the group of `config.id` on `disk`: the log store, the state
 /// machine, the Raft node over `transport`, the peer and client services
 /// (advertising `advertised`), and the group's background tasks, which run
@@ -106,21 +125,8 @@ pub async fn open_group(
         .applied_state()
         .await
         .map_err(|e| DaemonError::Raft(format!("reading the applied state before start: {e}")))?;
-    // The members a snapshot install during openraft's start fetches
-    // blocks from: the applied ones, or the newest snapshot's when the index
-    // was rebuilt empty (a repair). Set once, here: nothing else sets it.
-    let snapshot_membership = state_machine
-        .get_current_snapshot()
-        .await
-        .map_err(|e| DaemonError::Raft(format!("reading the newest snapshot before start: {e}")))?
-        .map(|snapshot| snapshot.meta.last_membership);
-    let known = [Some(membership), snapshot_membership]
-        .into_iter()
-        .flatten()
-        .max_by_key(|stored| *stored.log_id());
-    if let Some(known) = known {
-        let _ = members_at_start.set(known.membership().clone());
-    }
+    // Set once, here: nothing else sets it.
+    let _ = members_at_start.set(members_known_at_start(&mut state_machine, membership).await?);
     let log_store_options = LogStoreOptions {
         applied,
         ..log_store_options(config)

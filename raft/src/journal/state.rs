@@ -93,6 +93,13 @@ impl State {
         })
     }
 
+    /// Forgets the segments after the one named `key`; their paths, newest
+    /// first (the order a truncation removes them in).
+    pub fn remove_segments_after(&mut self, key: u64) -> Vec<PathBuf> {
+        let later = self.segments.split_off(&(key + 1));
+        later.into_values().rev().map(|s| s.path).collect()
+    }
+
     /// Drops everything above `index`.
     pub fn cut_after(&mut self, index: u64) {
         while self.entries.back().is_some_and(|e| e.index > index) {

@@ -397,41 +397,16 @@ impl Journal {
             }
             Err(error) => return Err(error),
         };
-        let doomed: Vec<PathBuf> = {
+        let doomed = {
             let mut state = self.state_mut();
-            let keys: Vec<u64> = state
-                .segments
-                .range(entry.segment + 1..)
-                .map(|(k, _)| *k)
-                .collect();
-            let paths = keys
-                .iter()
-                .rev()
-                .filter_map(|k| state.segments.remove(k))
-                .map(|s| s.path)
-                .collect();
+            let doomed = state.remove_segments_after(entry.segment);
             state.cut_after(index);
-            paths
+            doomed
         };
         self.next_index = Some(index + 1);
         self.tail = None;
         let new_len = entry.end_offset();
-        let result = doomed
-            .iter()
-            .try_for_each(|path| remove_durably(&*self.disk, &self.dir, path))
-            .and_then(|()| {
-                segment
-                    .file
-                    .set_len(new_len)
-                    .map_err(|e| JournalError::io(&segment.path, new_len, e))
-            })
-            .and_then(|()| {
-                segment
-                    .file
-                    .sync()
-                    .map_err(|e| JournalError::io(&segment.path, new_len, e))
-            });
-        self.poison_on_error(result)?;
+        self.remove_and_cut(&doomed, &segment, Some(new_len))?;
         self.tail = Some(Tail {
             key: entry.segment,
             path: segment.path,
@@ -472,13 +447,7 @@ impl Journal {
                 .iter()
                 .find(|e| e.index > index && e.segment == key)
                 .map(|e| e.offset);
-            let later: Vec<u64> = state.segments.range(key + 1..).map(|(k, _)| *k).collect();
-            let doomed: Vec<PathBuf> = later
-                .iter()
-                .rev()
-                .filter_map(|k| state.segments.remove(k))
-                .map(|s| s.path)
-                .collect();
+            let doomed = state.remove_segments_after(key);
             state.cut_after(index);
             (holder, cut_at, doomed)
         };
@@ -490,24 +459,34 @@ impl Journal {
             index,
             "truncating after a damaged record: its bytes stay, the journal goes on in a new segment"
         );
+        self.remove_and_cut(&doomed, &holder, cut_at)?;
+        self.create_segment(index + 1, [0u8; 32])
+    }
+
+    /// The I/O of a truncation: removes `doomed` (newest first, each removal
+    /// synced into the directory), then cuts `segment` to `len` if given and
+    /// syncs it. A failure poisons the journal.
+    fn remove_and_cut(
+        &mut self,
+        doomed: &[PathBuf],
+        segment: &SegmentRef,
+        len: Option<u64>,
+    ) -> Result<(), JournalError> {
+        let offset = len.unwrap_or(0);
         let result = doomed
             .iter()
             .try_for_each(|path| remove_durably(&*self.disk, &self.dir, path))
-            .and_then(|()| match cut_at {
-                Some(len) => holder
-                    .file
-                    .set_len(len)
-                    .map_err(|e| JournalError::io(&holder.path, len, e)),
-                None => Ok(()),
+            .and_then(|()| {
+                len.map_or(Ok(()), |len| segment.file.set_len(len))
+                    .map_err(|e| JournalError::io(&segment.path, offset, e))
             })
             .and_then(|()| {
-                holder
+                segment
                     .file
                     .sync()
-                    .map_err(|e| JournalError::io(&holder.path, cut_at.unwrap_or(0), e))
+                    .map_err(|e| JournalError::io(&segment.path, offset, e))
             });
-        self.poison_on_error(result)?;
-        self.create_segment(index + 1, [0u8; 32])
+        self.poison_on_error(result)
     }
 
     /// Reads and verifies record `index`, with the segment holding it.

@@ -254,11 +254,10 @@ fn anchor_unpurged_start(
     let Some(first) = journal.first_index().filter(|&first| first > 0) else {
         return Ok(state);
     };
-    let dir = journal.dir().to_path_buf();
     match applied.filter(|applied| applied.index + 1 >= first) {
         Some(applied) => {
             tracing::warn!(
-                dir = %dir.display(),
+                dir = %journal.dir().display(),
                 first,
                 applied = %applied,
                 "the journal starts above index 0 with no purge point saved: opening it as purged through the applied log id"
@@ -270,7 +269,7 @@ fn anchor_unpurged_start(
         None => {
             let held = journal.last().map_or(first, |(index, _)| index);
             tracing::warn!(
-                dir = %dir.display(),
+                dir = %journal.dir().display(),
                 first,
                 applied = ?applied,
                 held,
