@@ -351,6 +351,8 @@ fn torn_segment_creation_is_removed_on_open() {
             file: torn.clone(),
             offset: 0,
             bytes_cut: len as u64,
+            first_index: 21,
+            records_max: 0,
         };
         assert_eq!(scanned.torn_tail, Some(expected.clone()), "len {len}");
         let (mut journal, report) = reopen(&disk, &options);

@@ -272,6 +272,100 @@ async fn committed_entries_missing_from_the_journal_block_voting() {
     again.close().await.unwrap();
 }
 
+/// Rot at rest in the last synced record looks exactly like a write torn by
+/// a power cut, and that record may have been acknowledged and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_synced_record_rotted_at_rest_is_cut_behind_a_saved_tail_floor() {
+    let disk = SimDisk::new(31);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    store.close().await.unwrap();
+    let newest = files_in(&disk, "journal")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .unwrap();
+    let len = disk.durable_bytes(&newest).unwrap().len() as u64;
+    // A bit flip inside record 39, the last one: nothing after it proves it
+    // was synced, so recovery cuts it as a torn tail.
+    disk.flip_bit(&newest, 8 * (len - 40) + 5).unwrap();
+
+    let (mut store, report) = open(&disk);
+    let torn = report
+        .journal
+        .torn_tail
+        .clone()
+        .expect("cut as a torn tail");
+    assert_eq!(torn.first_index, 39);
+    let floor = torn.last_index_possible().expect("a whole record fits");
+    assert!(floor >= 39, "{torn:?}");
+    assert_eq!(report.state.tail_floor, Some(floor));
+    let blocked = |store: &JournalLogStore| {
+        store
+            .vote_blockers()
+            .iter()
+            .any(|b| matches!(b, VoteBlocker::BelowTailFloor { floor: f, .. } if *f == floor))
+    };
+    assert!(blocked(&store), "{:?}", store.vote_blockers());
+    assert_eq!(held_entries(&mut store).await, entries(0..39));
+    store.close().await.unwrap();
+
+    // A crash now keeps the floor: it was saved before the cut, and the
+    // next open finds no torn tail to tell it.
+    let (store, report) = open(&disk);
+    assert_eq!(report.journal.torn_tail, None);
+    assert!(blocked(&store), "{:?}", store.vote_blockers());
+    // Every other voter says its log ends at 38 or below: nothing this
+    // node may have lost has an intact copy, and the floor lifts...
+    store
+        .vote_gate()
+        .peers_hold_at_most(&[Some(log_id(38)), None]);
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    // ...for good: the next state save drops it.
+    let mut store = store;
+    store
+        .save_vote(&Vote::from_leader_id(LeaderId::new(10, 2), true))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let (store, report) = open(&disk);
+    assert_eq!(report.state.tail_floor, None);
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    store.close().await.unwrap();
+}
+
+/// A voter that holds more keeps the node out of elections until a leader
+/// has brought its log there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_floor_waits_for_the_log_when_another_voter_holds_more() {
+    let disk = SimDisk::new(32);
+    let mut store = open_voted(&disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    store.close().await.unwrap();
+    let newest = files_in(&disk, "journal")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .unwrap();
+    let len = disk.durable_bytes(&newest).unwrap().len() as u64;
+    disk.flip_bit(&newest, 8 * (len - 40) + 5).unwrap();
+
+    let (mut store, _) = open(&disk);
+    store
+        .vote_gate()
+        .peers_hold_at_most(&[Some(log_id(39)), Some(log_id(12))]);
+    let blockers = store.vote_blockers();
+    assert!(
+        blockers
+            .iter()
+            .any(|b| matches!(b, VoteBlocker::BelowTailFloor { floor: 39, .. })),
+        "{blockers:?}"
+    );
+    store.blocking_append(entries(39..40)).await.unwrap();
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    store.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vote_behind_the_log_blocks_voting() {
     let disk = SimDisk::new(27);

@@ -267,6 +267,12 @@ impl Peer for LyingPeer {
             data: Bytes::from_static(b"forged"),
         }))
     }
+    async fn held_log(
+        &self,
+        _: Request<proto::HeldLogRequest>,
+    ) -> Result<Response<proto::HeldLogReply>, Status> {
+        Err(Status::unimplemented("lying peer"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

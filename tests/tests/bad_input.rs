@@ -204,6 +204,7 @@ async fn random_bytes_and_malformed_grpc_on_every_port_leave_every_node_serving(
         ("/finkfs.peer.v1.Peer/AppendEntries", 1),
         ("/finkfs.peer.v1.Peer/TransferLeader", 1),
         ("/finkfs.peer.v1.Peer/FetchBlock", 1),
+        ("/finkfs.peer.v1.Peer/HeldLog", 1),
         ("/finkfs.peer.v1.Peer/StreamAppend", 3),
         ("/finkfs.peer.v1.Peer/InstallSnapshot", 3),
     ];

@@ -84,7 +84,7 @@ fn acknowledging_before_fsync_is_caught_by_the_green_seeds() {
     );
 }
 
-/// The seeds of the CI range (`tests/seeds.rs`) searched for one that
+/// The seeds of the CI range (`tests/seeds_3.rs`) searched for one that
 /// catches a deliberate bug.
 const CI_RANGE_START: u64 = 0;
 const CI_RANGE_END: u64 = 90;

@@ -23,7 +23,9 @@ use tokio::task::JoinHandle;
 
 use super::config::NodeConfig;
 use super::network::{MemberNetwork, PeerBlockFetcher};
-use super::{log_store_options, raft_config, report_log_store, vote_watch, DaemonError, GROUP};
+use super::{
+    log_store_options, raft_config, report_log_store, tail_floor, vote_watch, DaemonError, GROUP,
+};
 use crate::api::{ApiCounters, ApiOptions, ClientService, MemberAddr};
 use crate::reader::ObjectReader;
 use crate::repair::{ReadRepair, RepairStats, RepairingBlockSource};
@@ -204,6 +206,16 @@ pub async fn open_group(
         blockers_shown,
         stopped.clone(),
     )];
+    if vote_gate.tail_floor().is_some() {
+        tasks.push(tail_floor::spawn(
+            config.id,
+            GROUP,
+            Arc::clone(&vote_gate),
+            raft.clone(),
+            PeerClient::over(Arc::clone(&transport)),
+            stopped.clone(),
+        ));
+    }
     let scrub_stats = Arc::new(ScrubStats::default());
     if config.scrub.is_enabled() {
         let scrubber = Scrubber::new(

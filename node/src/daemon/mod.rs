@@ -23,6 +23,7 @@ mod group;
 pub mod metrics;
 pub mod network;
 mod prompt_election;
+mod tail_floor;
 pub mod unsafe_sync;
 mod vote_watch;
 

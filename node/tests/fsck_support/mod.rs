@@ -138,6 +138,7 @@ fn save_state(disk: &DiskRef, committed: u64, purged: Option<u64>) {
         committed: Some(log_id(committed)),
         purged: purged.map(log_id),
         vouch_floor: None,
+        tail_floor: None,
     };
     meta.save(&state.encode()).expect("save the state");
 }

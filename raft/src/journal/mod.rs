@@ -38,6 +38,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use finkfs_seam::{DiskRef, FileRef};
 
 pub use error::JournalError;
+pub use open::RecoveredJournal;
 pub use reader::JournalReader;
 pub use record::HashedPayload;
 pub use report::{Damage, RecoveryReport, TornTail};

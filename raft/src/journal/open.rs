@@ -12,8 +12,8 @@ use super::marker::{self, MarkerProblem};
 use super::recovery::{self, Analysis, TornAction};
 use super::report::{Damage, RecoveryReport, TornTail};
 use super::scan::{self, SegmentScan};
-use super::segment;
 use super::state::{SegmentRef, State};
+use super::{record, segment};
 use super::{Journal, JournalError, JournalOptions, Tail};
 
 impl Journal {
@@ -26,6 +26,20 @@ impl Journal {
         dir: PathBuf,
         options: JournalOptions,
     ) -> Result<(Journal, RecoveryReport), JournalError> {
+        Journal::recover(disk, dir, options)?.finish()
+    }
+
+    /// The first half of [`Journal::open`]: scans and classifies, but cuts
+    /// nothing yet. The caller learns what a torn tail would remove
+    /// ([`RecoveredJournal::torn_tail`]) and may make a decision durable
+    /// before [`RecoveredJournal::finish`] cuts it: once cut, the bytes
+    /// are gone, and with them the evidence that records may have been
+    /// there.
+    pub fn recover(
+        disk: DiskRef,
+        dir: PathBuf,
+        options: JournalOptions,
+    ) -> Result<RecoveredJournal, JournalError> {
         disk.create_dir_all(&dir)
             .map_err(|e| JournalError::io(&dir, 0, e))?;
         let marker = read_marker(&*disk, &dir)?;
@@ -38,9 +52,63 @@ impl Journal {
         if let Some(purged) = marker.purged {
             finish_interrupted_purge(&*disk, &dir, &mut names, purged)?;
         }
-        let mut purged = marker.purged;
-        let mut analysis = recovery::analyze(scan_all(&*disk, &names, &options)?, purged);
+        let mut analysis = recovery::analyze(scan_all(&*disk, &names, &options)?, marker.purged);
         analysis.damage.splice(0..0, marker.damage);
+        Ok(RecoveredJournal {
+            disk,
+            dir,
+            options,
+            analysis,
+            purged: marker.purged,
+        })
+    }
+
+    /// Read-only scan of a journal directory: the same verification and
+    /// classification as [`Journal::open`], but nothing is changed (a torn
+    /// tail is reported, not cut). An absent directory is an empty journal.
+    pub fn scan(
+        disk: &dyn Disk,
+        dir: &Path,
+        options: &JournalOptions,
+    ) -> Result<RecoveryReport, JournalError> {
+        if !disk.exists(dir).map_err(|e| JournalError::io(dir, 0, e))? {
+            return Ok(RecoveryReport::default());
+        }
+        let marker = read_marker(disk, dir)?;
+        let names = list_segments(disk, dir)?;
+        let mut analysis = recovery::analyze(scan_all(disk, &names, options)?, marker.purged);
+        analysis.damage.splice(0..0, marker.damage);
+        let state = build_state(&analysis, marker.purged);
+        Ok(build_report(&analysis, &state))
+    }
+}
+
+/// A journal scanned and classified by [`Journal::recover`], with its
+/// torn tail not cut yet.
+pub struct RecoveredJournal {
+    disk: DiskRef,
+    dir: PathBuf,
+    options: JournalOptions,
+    analysis: Analysis,
+    purged: Option<u64>,
+}
+
+impl RecoveredJournal {
+    /// What [`RecoveredJournal::finish`] will cut as a torn tail.
+    pub fn torn_tail(&self) -> Option<TornTail> {
+        torn_tail(&self.analysis)
+    }
+
+    /// Cuts the torn tail, drops a journal left without records, syncs
+    /// what was scanned and opens the journal for appends.
+    pub fn finish(self) -> Result<(Journal, RecoveryReport), JournalError> {
+        let RecoveredJournal {
+            disk,
+            dir,
+            options,
+            mut analysis,
+            mut purged,
+        } = self;
         if let Some(torn) = &analysis.torn {
             cut_torn(&*disk, &dir, &analysis, torn)?;
         }
@@ -80,25 +148,6 @@ impl Journal {
             scratch: Vec::new(),
         };
         Ok((journal, report))
-    }
-
-    /// Read-only scan of a journal directory: the same verification and
-    /// classification as [`Journal::open`], but nothing is changed (a torn
-    /// tail is reported, not cut). An absent directory is an empty journal.
-    pub fn scan(
-        disk: &dyn Disk,
-        dir: &Path,
-        options: &JournalOptions,
-    ) -> Result<RecoveryReport, JournalError> {
-        if !disk.exists(dir).map_err(|e| JournalError::io(dir, 0, e))? {
-            return Ok(RecoveryReport::default());
-        }
-        let marker = read_marker(disk, dir)?;
-        let names = list_segments(disk, dir)?;
-        let mut analysis = recovery::analyze(scan_all(disk, &names, options)?, marker.purged);
-        analysis.damage.splice(0..0, marker.damage);
-        let state = build_state(&analysis, marker.purged);
-        Ok(build_report(&analysis, &state))
     }
 }
 
@@ -288,24 +337,37 @@ fn build_report(analysis: &Analysis, state: &State) -> RecoveryReport {
         bytes: analysis.segments.iter().map(|s| s.len).sum(),
         first_index: state.first_index(),
         last: state.last(),
-        torn_tail: analysis.torn.as_ref().map(|torn| match torn {
-            TornAction::Cut {
-                path,
-                offset,
-                bytes,
-            } => TornTail {
-                file: path.clone(),
-                offset: *offset,
-                bytes_cut: *bytes,
-            },
-            TornAction::Remove { path, bytes } => TornTail {
-                file: path.clone(),
-                offset: 0,
-                bytes_cut: *bytes,
-            },
-        }),
+        torn_tail: torn_tail(analysis),
         damage: analysis.damage.clone(),
     }
+}
+
+/// The torn tail as reported, with the indices its bytes could have held.
+fn torn_tail(analysis: &Analysis) -> Option<TornTail> {
+    let (file, offset, bytes_cut) = match analysis.torn.as_ref()? {
+        TornAction::Cut {
+            path,
+            offset,
+            bytes,
+        } => (path.clone(), *offset, *bytes),
+        TornAction::Remove { path, bytes } => (path.clone(), 0, *bytes),
+    };
+    // A segment whose creation was cut short holds at most part of its
+    // header: no record.
+    let records_max = match analysis.torn.as_ref()? {
+        TornAction::Cut { .. } => bytes_cut / record::HEADER_BYTES as u64,
+        TornAction::Remove { .. } => 0,
+    };
+    let first_index = next_index(analysis)
+        .or_else(|| analysis.segments.last().map(|s| s.key))
+        .unwrap_or(0);
+    Some(TornTail {
+        file,
+        offset,
+        bytes_cut,
+        first_index,
+        records_max,
+    })
 }
 
 fn log_report(dir: &Path, report: &RecoveryReport) {

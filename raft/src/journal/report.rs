@@ -34,11 +34,32 @@ impl RecoveryReport {
 
 /// Bytes a crash left half written at the end of the last segment. An offset
 /// of 0 means the whole file: a segment whose creation was cut short.
+///
+/// Recovery cannot tell these bytes from records that were synced and then
+/// damaged at rest (nothing after them proves a sync): the records they may
+/// have held are `first_index ..= last_index_possible()`, and a caller that
+/// acknowledged records once they were synced must treat those as possibly
+/// acknowledged (`docs/format/journal.md`, "What recovery cannot tell").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
     pub file: PathBuf,
     pub offset: u64,
     pub bytes_cut: u64,
+    /// The index the first record in the cut bytes would have carried.
+    pub first_index: u64,
+    /// The most records the cut bytes could have held: every record is at
+    /// least a header long.
+    pub records_max: u64,
+}
+
+impl TornTail {
+    /// The highest index the cut bytes could have held; `None` when they
+    /// were too short to hold a whole record.
+    pub fn last_index_possible(&self) -> Option<u64> {
+        self.records_max
+            .checked_sub(1)
+            .map(|extra| self.first_index.saturating_add(extra))
+    }
 }
 
 /// One piece of damage. Reads of the indices it covers return

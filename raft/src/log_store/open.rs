@@ -86,6 +86,17 @@ pub enum VoteBlocker {
         /// The highest index the log holds or purged now.
         last_index: Option<u64>,
     },
+    /// A torn tail was cut at open: its bytes could have held entries up
+    /// to `floor`, synced and acknowledged before damage at rest made them
+    /// look torn. Lifts at runtime when the log reaches the floor, or when
+    /// every other voter said its log ends below it.
+    BelowTailFloor {
+        /// The highest index the cut bytes could have held, or lower once
+        /// the other voters answered.
+        floor: u64,
+        /// The highest index the log holds or purged now.
+        last_index: Option<u64>,
+    },
     /// The data directory held no log although the node is a member of an
     /// existing cluster (it was wiped or replaced): its vote and what it
     /// acknowledged are gone. Lifts at runtime once the node has accepted a
@@ -116,13 +127,24 @@ pub(super) fn open(
         })?,
         None => DurableState::default(),
     };
-    let (mut journal, journal_report) =
-        Journal::open(disk, dir.join(JOURNAL_DIR), options.journal.clone())?;
+    let recovered = Journal::recover(disk, dir.join(JOURNAL_DIR), options.journal.clone())?;
+    let state = save_tail_floor(&mut meta, state, recovered.torn_tail())?;
+    let (mut journal, journal_report) = recovered.finish()?;
     finish_purge(&mut journal, &state)?;
     let state = anchor_unpurged_start(&mut journal, &mut meta, state, options.applied)?;
     let last = last_log_id(&journal)?;
     let fixed = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
     let (fixed, state) = vouch_for_missing_committed(&mut meta, &meta_dir, fixed, state, last)?;
+    let mut state = state;
+    let newest = [last, state.purged].into_iter().flatten().max();
+    if state
+        .tail_floor
+        .is_some_and(|floor| newest.is_some_and(|newest| newest.index >= floor))
+    {
+        // Reached before this start (the log grew back past it and the
+        // lifted floor was not saved yet): the writer's next save drops it.
+        state.tail_floor = None;
+    }
     let shared = Arc::new(Shared::new(SharedState {
         vote: state.vote,
         committed: state.committed,
@@ -137,12 +159,10 @@ pub(super) fn open(
     } else {
         None
     };
-    let gate = Arc::new(VoteGate::new(
-        Arc::clone(&shared),
-        fixed,
-        state.vouch_floor,
-        lost,
-    ));
+    let gate = Arc::new(
+        VoteGate::new(Arc::clone(&shared), fixed, state.vouch_floor, lost)
+            .with_tail_floor(state.tail_floor),
+    );
     let vote_blockers = gate.blockers();
     for blocker in &vote_blockers {
         tracing::error!(dir = %dir.display(), ?blocker, "log store opened but the node must not vote");
@@ -213,6 +233,34 @@ fn spawn_thread(writer: Writer) -> io::Result<std::thread::JoinHandle<()>> {
                 }
             }
         })
+}
+
+/// A torn tail is about to be cut: its bytes cannot be told from the last
+/// synced records damaged at rest, and those may have been acknowledged to
+/// a leader and counted in a commit. The highest index they could have
+/// held is saved as the tail floor before they are cut, so that neither
+/// this start nor one after a crash midway forgets that the node may have
+/// held them.
+fn save_tail_floor(
+    meta: &mut MetaStore,
+    mut state: DurableState,
+    torn: Option<crate::journal::TornTail>,
+) -> Result<DurableState, LogStoreError> {
+    let Some((torn, possible)) = torn.and_then(|t| t.last_index_possible().map(|p| (t, p))) else {
+        return Ok(state);
+    };
+    let floor = state.tail_floor.map_or(possible, |old| old.max(possible));
+    tracing::warn!(
+        file = %torn.file.display(),
+        offset = torn.offset,
+        bytes = torn.bytes_cut,
+        first_index = torn.first_index,
+        tail_floor = floor,
+        "a torn tail is cut: it may have held acknowledged entries, so the node does not vote until the other voters say how far their logs reach, or its log reaches the floor"
+    );
+    state.tail_floor = Some(floor);
+    meta.save(&state.encode())?;
+    Ok(state)
 }
 
 /// A crash between saving the purge point and purging the journal leaves

@@ -28,6 +28,9 @@ pub(crate) struct SharedState {
     pub pending: VecDeque<Entry>,
     /// Why the store refuses writes, once a write or sync failed.
     pub poisoned: Option<String>,
+    /// The vote gate's tail floor lifted: the next state save drops it, so
+    /// that a later start does not wait on the other voters again.
+    pub tail_floor_lifted: bool,
 }
 
 impl SharedState {

@@ -28,6 +28,21 @@
 //!   was started before the loss and is still waiting: granting it again
 //!   is a second vote for the same candidate or a vote in a term in which
 //!   that candidate could not win without this node's lost vote.
+//! * a tail floor (saved before a torn tail was cut): the highest index the
+//!   cut bytes could have held. The journal cannot tell a write torn by a
+//!   power cut from the last synced records damaged at rest, and synced
+//!   records may have been acknowledged and counted in a commit. It lifts
+//!   like the vouch floor, and also once every other voter has said how far
+//!   its log reaches ([`VoteGate::peers_hold_at_most`]): a committed entry
+//!   that this node lost has its intact copies, if any is left, on other
+//!   voters, which keep committed entries; if none of them reaches an index,
+//!   no intact copy of an entry there exists to protect, and the node's log
+//!   is as good as any. While the floor stays above the log after the
+//!   answers, the node still grants its vote to a candidate whose last log
+//!   id is at least the highest answered ([`VoteGate::blockers_for_candidate`]):
+//!   a log at least as up to date as a log holding a committed entry holds
+//!   that entry too (Raft's election restriction), so such a candidate holds
+//!   every committed entry that has an intact copy left.
 //!
 //! Once a reason lifted it stays lifted: the entries that made the node
 //! whole are committed (a floor reached through a leader) and are never
@@ -37,6 +52,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::open::VoteBlocker;
 use super::shared::Shared;
+use crate::types::LogId;
 
 /// Why the vote was lost, for a blocker that lifts on rejoining.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +70,12 @@ struct GateState {
     fixed: Vec<VoteBlocker>,
     /// The node may not vote while its log ends below this index.
     floor: Option<u64>,
+    /// The same for a torn tail, which the other voters' answers can lower.
+    tail: Option<u64>,
+    /// Once every other voter answered: the highest last log id among the
+    /// answers. A candidate whose log is at least as up to date may have the
+    /// vote despite the tail floor.
+    tail_peers_last: Option<LogId>,
     /// The vote is lost; with the first leader commit index seen since.
     lost: Option<(Lost, Option<u64>)>,
 }
@@ -77,9 +99,73 @@ impl VoteGate {
             state: Mutex::new(GateState {
                 fixed,
                 floor,
+                tail: None,
+                tail_peers_last: None,
                 lost: lost.map(|why| (why, None)),
             }),
         }
+    }
+
+    /// Adds a tail floor: the highest index a cut torn tail could have held.
+    pub(crate) fn with_tail_floor(self, tail: Option<u64>) -> VoteGate {
+        self.lock().tail = tail;
+        self
+    }
+
+    /// The tail floor still waited for, if any: the caller asks every other
+    /// voter how far its log reaches and reports with
+    /// [`VoteGate::peers_hold_at_most`].
+    pub fn tail_floor(&self) -> Option<u64> {
+        // Asking lifts a floor the log has reached meanwhile.
+        let _ = self.blockers();
+        self.lock().tail
+    }
+
+    /// Every other voter of the group answered, after this node's log store
+    /// opened, how far its log reaches (held or purged): `answers` holds
+    /// each answer's last log id, `None` for an empty log. Lowers the tail
+    /// floor to the highest index answered (an entry this node may have
+    /// lost that has an intact copy left lies at or below it), and lets a
+    /// candidate at least as up to date as every answer have the vote.
+    pub fn peers_hold_at_most(&self, answers: &[Option<LogId>]) {
+        let highest_index = answers.iter().flatten().map(|log_id| log_id.index).max();
+        let highest = answers.iter().flatten().max().copied();
+        let mut state = self.lock();
+        let Some(tail) = state.tail else {
+            return;
+        };
+        let lowered = highest_index.map(|index| index.min(tail));
+        tracing::info!(
+            tail_floor = tail,
+            ?highest,
+            "every other voter said how far its log reaches: the tail floor becomes {lowered:?}"
+        );
+        state.tail = lowered;
+        state.tail_peers_last = highest;
+        if lowered.is_none() {
+            self.shared.lock().tail_floor_lifted = true;
+        }
+    }
+
+    /// The last log id the log holds or purged (including entries accepted
+    /// and not yet in the journal): what this node answers to HeldLog.
+    pub fn held_last(&self) -> Option<LogId> {
+        self.shared.lock().last_or_purged()
+    }
+
+    /// Why the node may not grant its vote to a candidate whose log ends at
+    /// `candidate_last`; empty when it may. As [`VoteGate::blockers`], but
+    /// a tail floor the other voters answered for does not refuse a
+    /// candidate at least as up to date as all of them.
+    pub fn blockers_for_candidate(&self, candidate_last: Option<&LogId>) -> Vec<VoteBlocker> {
+        let mut blockers = self.blockers();
+        let peers_last = self.lock().tail_peers_last;
+        if let Some(peers_last) = peers_last {
+            if candidate_last.is_some_and(|candidate| *candidate >= peers_last) {
+                blockers.retain(|b| !matches!(b, VoteBlocker::BelowTailFloor { .. }));
+            }
+        }
+        blockers
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
@@ -110,6 +196,11 @@ impl VoteGate {
             tracing::info!(floor = ?state.floor, "the log reached the vouch floor: the node may vote again");
             state.floor = None;
         }
+        if state.tail.is_some_and(reached) {
+            tracing::info!(tail_floor = ?state.tail, "the log reached the tail floor: the node may vote again");
+            state.tail = None;
+            self.shared.lock().tail_floor_lifted = true;
+        }
         if let Some((why, Some(target))) = state.lost {
             if vote_committed && (target == 0 || reached(target)) {
                 tracing::info!(
@@ -123,6 +214,12 @@ impl VoteGate {
         let mut blockers = state.fixed.clone();
         if let Some(floor) = state.floor {
             blockers.push(VoteBlocker::BelowVouchFloor {
+                floor,
+                last_index: last,
+            });
+        }
+        if let Some(floor) = state.tail {
+            blockers.push(VoteBlocker::BelowTailFloor {
                 floor,
                 last_index: last,
             });
@@ -149,7 +246,7 @@ mod tests {
 
     use super::*;
     use crate::log_store::shared::SharedState;
-    use crate::types::{LeaderId, LogId, Vote};
+    use crate::types::{LeaderId, Vote};
 
     fn log_id(index: u64) -> LogId {
         LogId::new(LeaderId::new(2, 1), index)
@@ -207,6 +304,55 @@ mod tests {
         assert_eq!(gate.blockers(), vec![VoteBlocker::VoteLost]);
         gate.shared.lock().last = Some(log_id(10));
         assert!(gate.may_vote());
+    }
+
+    #[test]
+    fn tail_floor_lifts_when_reached_or_when_the_other_voters_hold_less() {
+        let blocked = |floor| {
+            vec![VoteBlocker::BelowTailFloor {
+                floor,
+                last_index: Some(5),
+            }]
+        };
+        let reached = gate(Some(5), None, None).with_tail_floor(Some(9));
+        assert_eq!(reached.blockers(), blocked(9));
+        reached.shared.lock().last = Some(log_id(9));
+        assert!(reached.may_vote());
+        assert!(reached.shared.lock().tail_floor_lifted);
+
+        let answered = gate(Some(5), None, None).with_tail_floor(Some(9));
+        answered.peers_hold_at_most(&[Some(log_id(7)), Some(log_id(3))]);
+        assert_eq!(
+            answered.blockers(),
+            blocked(7),
+            "a voter holds 7: wait for it"
+        );
+        assert_eq!(answered.tail_floor(), Some(7));
+        answered.peers_hold_at_most(&[Some(log_id(4)), None]);
+        assert!(answered.may_vote(), "nobody else reaches past the log");
+        assert_eq!(answered.tail_floor(), None);
+
+        let nobody = gate(None, None, None).with_tail_floor(Some(3));
+        nobody.peers_hold_at_most(&[None, None]);
+        assert!(nobody.may_vote());
+        assert!(nobody.shared.lock().tail_floor_lifted);
+    }
+
+    #[test]
+    fn tail_floor_lets_a_candidate_as_up_to_date_as_every_answer_have_the_vote() {
+        let gate = gate(Some(5), None, None).with_tail_floor(Some(9));
+        let newer_term = LogId::new(LeaderId::new(3, 2), 6);
+        assert_eq!(
+            gate.blockers_for_candidate(Some(&newer_term)).len(),
+            1,
+            "no answers yet: refused"
+        );
+        gate.peers_hold_at_most(&[Some(log_id(7)), Some(log_id(6))]);
+        assert!(!gate.may_vote(), "it still does not stand for election");
+        assert_eq!(gate.blockers_for_candidate(Some(&log_id(6))).len(), 1);
+        assert_eq!(gate.blockers_for_candidate(None).len(), 1);
+        assert!(gate.blockers_for_candidate(Some(&log_id(7))).is_empty());
+        assert!(gate.blockers_for_candidate(Some(&newer_term)).is_empty());
     }
 
     #[test]

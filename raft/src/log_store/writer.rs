@@ -316,6 +316,9 @@ impl Writer {
         if let Some((committed, _)) = self.committed_unsaved.take() {
             next.committed = committed;
         }
+        if self.shared.lock().tail_floor_lifted {
+            next.tail_floor = None;
+        }
         let saved = self.meta.save(&next.encode()).map_err(LogStoreError::from);
         self.fail_on_error(saved)?;
         tracing::debug!(dir = %self.meta_dir.display(), state = ?next, "log store state saved");

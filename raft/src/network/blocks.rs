@@ -103,20 +103,16 @@ impl PeerClient {
         PeerClient { transport }
     }
 
-    /// The block whose BLAKE3 is `hash` from the peer at `addr`, verified;
-    /// `None` when the peer does not hold it.
-    pub async fn fetch_block(
+    /// Sends `request` (of `group`) to `addr` and waits up to `timeout` for
+    /// its reply; an unknown group and a timeout are errors of their own.
+    pub(super) async fn call(
         &self,
         addr: &str,
         group: GroupId,
-        hash: [u8; 32],
-    ) -> Result<Option<Bytes>, PeerClientError> {
-        let request = PeerRequest::FetchBlock(proto::FetchBlockRequest {
-            group_id: group.0,
-            hash: Bytes::copy_from_slice(&hash),
-        });
-        let timeout = self.transport.options().fetch_block_timeout;
-        let reply = tokio::time::timeout(timeout, self.transport.unary(addr, request))
+        request: PeerRequest,
+        timeout: std::time::Duration,
+    ) -> Result<PeerReply, PeerClientError> {
+        tokio::time::timeout(timeout, self.transport.unary(addr, request))
             .await
             .map_err(|_| PeerClientError::Timeout {
                 addr: addr.to_string(),
@@ -131,8 +127,23 @@ impl PeerClient {
                     addr: addr.to_string(),
                     status: Box::new(status),
                 },
-            })?;
-        let reply = match reply {
+            })
+    }
+
+    /// The block whose BLAKE3 is `hash` from the peer at `addr`, verified;
+    /// `None` when the peer does not hold it.
+    pub async fn fetch_block(
+        &self,
+        addr: &str,
+        group: GroupId,
+        hash: [u8; 32],
+    ) -> Result<Option<Bytes>, PeerClientError> {
+        let request = PeerRequest::FetchBlock(proto::FetchBlockRequest {
+            group_id: group.0,
+            hash: Bytes::copy_from_slice(&hash),
+        });
+        let timeout = self.transport.options().fetch_block_timeout;
+        let reply = match self.call(addr, group, request, timeout).await? {
             PeerReply::FetchBlock(reply) => reply,
             other => {
                 return Err(PeerClientError::Status {

@@ -19,6 +19,7 @@ mod blocks;
 mod client;
 pub mod convert;
 mod error;
+mod held_log;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto;
 mod serve;

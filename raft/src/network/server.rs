@@ -81,12 +81,13 @@ where
         self
     }
 
-    /// The refusal as the peer sees it, when votes are refused.
-    fn check_may_vote(&self) -> Result<(), Status> {
+    /// The refusal as the peer sees it, when votes are refused to a
+    /// candidate whose log ends at `candidate_last`.
+    fn check_may_vote(&self, candidate_last: Option<&LogId>) -> Result<(), Status> {
         let gated = self
             .vote_gate
             .as_ref()
-            .map(|gate| gate.blockers())
+            .map(|gate| gate.blockers_for_candidate(candidate_last))
             .filter(|blockers| !blockers.is_empty())
             .map(|blockers| format!("{blockers:?}"));
         match self.vote_refusal.clone().or(gated) {
@@ -340,6 +341,19 @@ where
                     .await
                     .map(PeerReply::FetchBlock)
             }
+            PeerRequest::HeldLog(message) => {
+                let handle = self.registry.require(GroupId(message.group_id))?;
+                let gate = handle.vote_gate.as_ref().ok_or_else(|| {
+                    Status::unimplemented("this group does not report its log's extent")
+                })?;
+                // Entries held and purged, and entries accepted but not yet
+                // flushed: an answer too high only keeps the asker out of
+                // elections a little longer.
+                let last = gate.held_last();
+                Ok(PeerReply::HeldLog(proto::HeldLogReply {
+                    last_log_id: convert::log_id_to_proto(last.as_ref()),
+                }))
+            }
         }
     }
 
@@ -357,7 +371,6 @@ where
         pre_vote: bool,
     ) -> Result<proto::VoteReply, Status> {
         let handle = self.registry.require(GroupId(message.group_id))?;
-        handle.check_may_vote()?;
         let what = if pre_vote {
             "pre-vote request"
         } else {
@@ -365,6 +378,7 @@ where
         };
         let vote_request =
             convert::vote_request_from_proto(message).map_err(|e| invalid(what, &e))?;
+        handle.check_may_vote(vote_request.last_log_id.as_ref())?;
         let response = if pre_vote {
             handle.raft.pre_vote(vote_request).await
         } else {
@@ -528,6 +542,18 @@ where
             .and_then(|reply| match reply {
                 PeerReply::FetchBlock(reply) => Ok(Response::new(reply)),
                 other => Err(super::transport::wrong_reply("FetchBlock", &other)),
+            })
+    }
+
+    async fn held_log(
+        &self,
+        request: Request<proto::HeldLogRequest>,
+    ) -> Result<Response<proto::HeldLogReply>, Status> {
+        PeerService::handle_unary(self, PeerRequest::HeldLog(request.into_inner()))
+            .await
+            .and_then(|reply| match reply {
+                PeerReply::HeldLog(reply) => Ok(Response::new(reply)),
+                other => Err(super::transport::wrong_reply("HeldLog", &other)),
             })
     }
 }

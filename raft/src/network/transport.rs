@@ -43,6 +43,8 @@ pub enum PeerRequest {
     TransferLeader(proto::TransferLeaderRequest),
     /// One block by its BLAKE3.
     FetchBlock(proto::FetchBlockRequest),
+    /// How far the target's log reaches.
+    HeldLog(proto::HeldLogRequest),
 }
 
 impl PeerRequest {
@@ -54,6 +56,7 @@ impl PeerRequest {
             PeerRequest::Append(_) => "AppendEntries",
             PeerRequest::TransferLeader(_) => "TransferLeader",
             PeerRequest::FetchBlock(_) => "FetchBlock",
+            PeerRequest::HeldLog(_) => "HeldLog",
         }
     }
 }
@@ -70,6 +73,8 @@ pub enum PeerReply {
     TransferLeader(proto::TransferLeaderReply),
     /// To FetchBlock.
     FetchBlock(proto::FetchBlockReply),
+    /// To HeldLog.
+    HeldLog(proto::HeldLogReply),
 }
 
 impl PeerReply {
@@ -80,6 +85,7 @@ impl PeerReply {
             PeerReply::Append(_) => "AppendReply",
             PeerReply::TransferLeader(_) => "TransferLeaderReply",
             PeerReply::FetchBlock(_) => "FetchBlockReply",
+            PeerReply::HeldLog(_) => "HeldLogReply",
         }
     }
 }
@@ -261,6 +267,9 @@ impl PeerTransport for PeerChannels {
                 }
                 PeerRequest::FetchBlock(m) => {
                     PeerReply::FetchBlock(client.fetch_block(m).await?.into_inner())
+                }
+                PeerRequest::HeldLog(m) => {
+                    PeerReply::HeldLog(client.held_log(m).await?.into_inner())
                 }
             };
             Ok(reply)

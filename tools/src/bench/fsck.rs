@@ -452,6 +452,7 @@ fn save_state(disk: &DiskRef, group: &Path, last_index: u64) -> anyhow::Result<(
         committed: Some(make_log_id(last_index, TERM, LEADER)),
         purged: None,
         vouch_floor: None,
+        tail_floor: None,
     };
     meta.save(&state.encode())?;
     Ok(())

@@ -33,9 +33,31 @@ pub(super) fn repair(
     if journal_problems.is_empty() && meta_problems.is_empty() {
         return Ok(());
     }
-    let (mut journal, _) =
-        Journal::open(disk.clone(), dirs.journal.clone(), options.journal.clone())
-            .map_err(|e| journal_error(&dirs.journal, e))?;
+    let recovered = Journal::recover(disk.clone(), dirs.journal.clone(), options.journal.clone())
+        .map_err(|e| journal_error(&dirs.journal, e))?;
+    let (mut meta, recovery) =
+        MetaStore::open(disk.clone(), dirs.meta.clone()).map_err(|e| meta_error(&dirs.meta, e))?;
+    for damage in &recovery.damaged {
+        if !recovery.lost {
+            work.actions.push(RepairAction::new(
+                Structure::Meta,
+                "rewrote_copy",
+                &damage.file,
+                Some(damage.offset),
+                format!("rewritten from the copy that verifies ({})", damage.reason),
+            ));
+        }
+    }
+    let tail_floor = recovered
+        .torn_tail()
+        .and_then(|torn| torn.last_index_possible());
+    if let (Some(floor), false) = (tail_floor, recovery.lost) {
+        // Before the cut: once cut, nothing says the node may have held them.
+        save_tail_floor(&mut meta, floor, dirs, work)?;
+    }
+    let (mut journal, _) = recovered
+        .finish()
+        .map_err(|e| journal_error(&dirs.journal, e))?;
     for problem in journal_problems {
         if let ProblemKind::TornTail { bytes } = problem.kind {
             work.actions.push(RepairAction::new(
@@ -53,19 +75,6 @@ pub(super) fn repair(
         None => None,
     };
     drop(journal);
-    let (mut meta, recovery) =
-        MetaStore::open(disk.clone(), dirs.meta.clone()).map_err(|e| meta_error(&dirs.meta, e))?;
-    for damage in &recovery.damaged {
-        if !recovery.lost {
-            work.actions.push(RepairAction::new(
-                Structure::Meta,
-                "rewrote_copy",
-                &damage.file,
-                Some(damage.offset),
-                format!("rewritten from the copy that verifies ({})", damage.reason),
-            ));
-        }
-    }
     if recovery.lost {
         work.pending.push(format!(
             "{}: every meta copy is damaged, the vote is lost: the node will not vote until it has accepted a leader and caught up with it",
@@ -74,14 +83,7 @@ pub(super) fn repair(
         return Ok(());
     }
     if let Some(floor) = cut {
-        save_floor(
-            &mut meta,
-            recovery.payload.as_deref(),
-            floor,
-            last,
-            dirs,
-            work,
-        )?;
+        save_floor(&mut meta, floor, last, dirs, work)?;
     }
     Ok(())
 }
@@ -149,26 +151,54 @@ fn cut_damage(
     Ok(Some(held))
 }
 
+/// The log store state the meta store holds (default when it holds none).
+fn saved_state(meta: &MetaStore, dirs: &GroupDirs) -> Result<DurableState, FsckError> {
+    match meta.payload().map(DurableState::decode) {
+        None => Ok(DurableState::default()),
+        Some(Ok(state)) => Ok(state),
+        Some(Err(e)) => Err(FsckError::UnsupportedVersion(format!(
+            "{}: {e}",
+            dirs.meta.display()
+        ))),
+    }
+}
+
+/// Saves the tail floor: the highest index a torn tail about to be cut
+/// could have held (synced records damaged at rest look torn, and may have
+/// been acknowledged).
+fn save_tail_floor(
+    meta: &mut MetaStore,
+    floor: u64,
+    dirs: &GroupDirs,
+    work: &mut Work,
+) -> Result<(), FsckError> {
+    let mut state = saved_state(meta, dirs)?;
+    let floor = state.tail_floor.map_or(floor, |old| old.max(floor));
+    state.tail_floor = Some(floor);
+    meta.save(&state.encode())
+        .map_err(|e| meta_error(&dirs.meta, e))?;
+    work.actions.push(RepairAction::new(
+        Structure::Meta,
+        "set_tail_floor",
+        &dirs.meta,
+        None,
+        format!(
+            "tail floor {floor} saved: the torn tail could have held entries up to index {floor}; the node will not vote until every other voter has said how far its log reaches, or its log reaches index {floor}"
+        ),
+    ));
+    Ok(())
+}
+
 /// Saves the vouch floor with the vote, and lowers a saved committed log
 /// id the journal no longer reaches.
 fn save_floor(
     meta: &mut MetaStore,
-    payload: Option<&[u8]>,
     floor: u64,
     last: Option<LogId>,
     dirs: &GroupDirs,
     work: &mut Work,
 ) -> Result<(), FsckError> {
-    let mut state = match payload.map(DurableState::decode) {
-        None => DurableState::default(),
-        Some(Ok(state)) => state,
-        Some(Err(e)) => {
-            return Err(FsckError::UnsupportedVersion(format!(
-                "{}: {e}",
-                dirs.meta.display()
-            )))
-        }
-    };
+    let mut state = saved_state(meta, dirs)?;
     state.vouch_floor = Some(state.vouch_floor.map_or(floor, |old| old.max(floor)));
     let reach = [last, state.purged].into_iter().flatten().max();
     if let Some(committed) = state.committed {

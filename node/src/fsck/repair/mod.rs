@@ -56,7 +56,7 @@ pub const REPAIR_REPORT_VERSION: u32 = 1;
 pub struct RepairAction {
     pub structure: Structure,
     /// What was done: `cut_torn_tail`, `quarantined`, `truncated`,
-    /// `rewrote_copy`, `set_vouch_floor`, `lowered_committed`,
+    /// `rewrote_copy`, `set_vouch_floor`, `set_tail_floor`, `lowered_committed`,
     /// `rebuilt_index`.
     pub action: String,
     /// The file changed, relative to the data directory.
