@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use finkfs_raft::journal::JournalOptions;
-use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions, OpenReport};
+use finkfs_raft::log_store::{JournalLogStore, LogStoreOptions, OpenReport, VoteBlocker};
 use finkfs_raft::types::{
     AppCommand, Entry, EntryPayload, IOFlushed, LeaderId, LogId, TypeConfig, Vote,
 };
@@ -137,6 +137,29 @@ async fn unflushed_entries_lost_as_a_suffix_and_store_reopens_clean() {
             "seed {seed}: {:?}",
             report.journal
         );
+        // A torn tail long enough to hold a record keeps the node out of
+        // elections until the other voters say how far their logs reach
+        // (it cannot tell it from synced records rotted at rest); nothing
+        // else may block the vote.
+        let blockers = store.vote_blockers();
+        assert!(
+            blockers
+                .iter()
+                .all(|b| matches!(b, VoteBlocker::BelowTailFloor { .. })),
+            "seed {seed}: {blockers:?}"
+        );
+        assert_eq!(
+            blockers.is_empty(),
+            report
+                .journal
+                .torn_tail
+                .as_ref()
+                .and_then(|t| t.last_index_possible())
+                .is_none(),
+            "seed {seed}: {:?}",
+            report.journal.torn_tail
+        );
+        store.vote_gate().peers_hold_at_most(&[None]);
         assert!(store.may_vote(), "seed {seed}: {:?}", store.vote_blockers());
         let survived = read_all(&mut store).await;
         let kept = survived.len() as u64;
