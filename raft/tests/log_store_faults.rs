@@ -272,23 +272,28 @@ async fn committed_entries_missing_from_the_journal_block_voting() {
     again.close().await.unwrap();
 }
 
-/// Rot at rest in the last synced record looks exactly like a write torn by
-/// a power cut, and that record may have been acknowledged and committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_synced_record_rotted_at_rest_is_cut_behind_a_saved_tail_floor() {
-    let disk = SimDisk::new(31);
-    let mut store = open_voted(&disk).await;
+/// Writes and syncs entries 0..40, then flips a bit inside record 39, the
+/// last one: nothing after it proves it was synced, so recovery cuts it as
+/// a torn tail.
+async fn rot_the_last_of_40_synced_records(disk: &SimDisk) {
+    let mut store = open_voted(disk).await;
     store.blocking_append(entries(0..40)).await.unwrap();
     store.close().await.unwrap();
-    let newest = files_in(&disk, "journal")
+    let newest = files_in(disk, "journal")
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .max()
         .unwrap();
     let len = disk.durable_bytes(&newest).unwrap().len() as u64;
-    // A bit flip inside record 39, the last one: nothing after it proves it
-    // was synced, so recovery cuts it as a torn tail.
     disk.flip_bit(&newest, 8 * (len - 40) + 5).unwrap();
+}
+
+/// Rot at rest in the last synced record looks exactly like a write torn by
+/// a power cut, and that record may have been acknowledged and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_synced_record_rotted_at_rest_is_cut_behind_a_saved_tail_floor() {
+    let disk = SimDisk::new(31);
+    rot_the_last_of_40_synced_records(&disk).await;
 
     let (mut store, report) = open(&disk);
     let torn = report
@@ -339,16 +344,7 @@ async fn last_synced_record_rotted_at_rest_is_cut_behind_a_saved_tail_floor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_floor_waits_for_the_log_when_another_voter_holds_more() {
     let disk = SimDisk::new(32);
-    let mut store = open_voted(&disk).await;
-    store.blocking_append(entries(0..40)).await.unwrap();
-    store.close().await.unwrap();
-    let newest = files_in(&disk, "journal")
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .max()
-        .unwrap();
-    let len = disk.durable_bytes(&newest).unwrap().len() as u64;
-    disk.flip_bit(&newest, 8 * (len - 40) + 5).unwrap();
+    rot_the_last_of_40_synced_records(&disk).await;
 
     let (mut store, _) = open(&disk);
     store
