@@ -37,10 +37,10 @@ impl ObjectReader {
         &self.index
     }
 
-    /// A handle that shows when the index is closed (no strong holder
-    /// left), for a shutdown that must wait for it.
-    pub(crate) fn index_handle(&self) -> std::sync::Weak<Index> {
-        Arc::downgrade(&self.index)
+    /// Shows when the index is closed (its last holder let go and redb
+    /// finished writing), for a shutdown that must wait for it.
+    pub(crate) fn index_closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.index.closed()
     }
 
     /// The block reader, for scrubbing and fsck.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{copy_file, data, hash, sim};
+use common::{copy_file, data, hash, real, sim};
 use finkfs_node::index::LIST_LIMIT_MAX;
 use finkfs_node::{
     Applied, BlockEntry, BlockLocation, Durability, Index, IndexError, Manifest, ManifestBlock,
@@ -146,6 +146,31 @@ fn committed_changes_survive_reopen_and_power_cut() {
     assert_eq!(read_all(&open(&disk), &expected).unwrap(), expected);
     sim_disk.power_cut();
     assert_eq!(read_all(&open(&disk), &expected).unwrap(), expected);
+}
+
+#[test]
+fn closed_shows_only_once_the_last_holder_let_go_and_reopen_then_finds_everything() {
+    // A node restarted in the same process waits on `closed` before it
+    // opens the file again: the signal must come after redb's last write
+    // on close, not when the last handle is released.
+    let (_dir, disk) = real();
+    let mut expected = None;
+    for round in 0..20 {
+        let index = std::sync::Arc::new(open(&disk));
+        if round == 0 {
+            expected = Some(fill(&index, 25));
+        }
+        let closed = index.closed();
+        let holder = index.clone();
+        let dropper = std::thread::spawn(move || drop(holder));
+        drop(index);
+        dropper.join().unwrap();
+        assert!(*closed.borrow(), "round {round}: dropped but not closed");
+        let reopened = open(&disk);
+        let expected = expected.as_ref().unwrap();
+        assert_eq!(read_all(&reopened, expected).unwrap(), *expected);
+        assert!(!*reopened.closed().borrow(), "an open index says closed");
+    }
 }
 
 #[test]

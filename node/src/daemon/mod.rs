@@ -170,10 +170,10 @@ impl RunningNode {
         // that would open the index file while the old instance still
         // writes it (redb then finds a file length its header disagrees
         // with), so the node is stopped only once the index is closed.
-        let index = self.reader.index_handle();
+        let mut closed = self.reader.index_closed();
         drop(self.reader);
         drop(self.raft);
-        if !wait_until_closed(&index, INDEX_CLOSE_WAIT).await {
+        if !wait_until_closed(&mut closed, INDEX_CLOSE_WAIT).await {
             // Known to happen after a snapshot install on a learner: some
             // holder outlives the node. A process that exits closes it; an
             // embedding that reopens the directory must wait longer.
@@ -190,16 +190,12 @@ impl RunningNode {
 /// Longest wait at shutdown for the last holder of the index to let go.
 const INDEX_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits until nothing holds the index any more (true), or `limit` passed.
-async fn wait_until_closed(index: &std::sync::Weak<crate::index::Index>, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while index.strong_count() > 0 {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
+/// Waits until the index is closed (true), or `limit` passed.
+async fn wait_until_closed(closed: &mut watch::Receiver<bool>, limit: Duration) -> bool {
+    // The sender lives in the index and says true before it goes, so an
+    // error (sender gone) also means closed.
+    let wait = closed.wait_for(|closed| *closed);
+    tokio::time::timeout(limit, wait).await.is_ok()
 }
 
 async fn join(

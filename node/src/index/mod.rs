@@ -135,6 +135,10 @@ pub struct Index {
     file: PathBuf,
     poison: Poison,
     sync_failed: Arc<AtomicBool>,
+    /// Turns true once redb is closed, at the end of `Drop`. A waiter
+    /// cannot use the `Arc`'s strong count for this: it reaches zero
+    /// before the drop runs, while redb still writes its file on close.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Index {
@@ -212,6 +216,7 @@ impl Index {
             file: path.to_path_buf(),
             poison,
             sync_failed,
+            closed: tokio::sync::watch::Sender::new(false),
         };
         index.init_tables(creating)?;
         // redb may have opened without syncing (nothing to repair): make
@@ -221,6 +226,12 @@ impl Index {
             source,
         })?;
         Ok(index)
+    }
+
+    /// Shows true once this index is closed and redb has finished
+    /// writing its file: only then may another instance open the file.
+    pub fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// The index file, relative to the disk root.
@@ -403,6 +414,7 @@ impl Drop for Index {
         if let Some(db) = self.db.take() {
             drop_shielded(&self.file, db);
         }
+        self.closed.send_replace(true);
     }
 }
 
