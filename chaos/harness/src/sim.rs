@@ -44,11 +44,18 @@ pub struct SimArgs {
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=5))]
     nodes: u64,
-    /// Also arm I/O errors, full disks, misdirected and lost writes on the
-    /// damaged node's disk while it runs (not yet all survived: see
-    /// docs/chaos.md).
+    /// Leave out the faults armed on the damaged node's disk while it
+    /// runs (I/O errors, a full disk, misdirected and lost writes): only
+    /// power cuts, damage at rest and network faults. Replays runs made
+    /// without them.
     #[arg(long)]
-    running_faults: bool,
+    no_running_faults: bool,
+    /// In about a third of the runs, once, damage one object's block on
+    /// every replica while every node runs, and check that the cluster
+    /// halts that object: DATA_LOSS on every read, never its bytes, never
+    /// "not found". Not in the CI ranges yet (see docs/chaos.md).
+    #[arg(long)]
+    every_replica_damage: bool,
     /// Print each run's event trace to stderr (use with one job).
     #[arg(long)]
     trace: bool,
@@ -118,7 +125,8 @@ impl SimArgs {
             nodes: self.nodes,
             steps: self.steps,
             bug: None,
-            running_faults: self.running_faults,
+            running_faults: !self.no_running_faults,
+            every_replica_damage: self.every_replica_damage,
         }
     }
 }

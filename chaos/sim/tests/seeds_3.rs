@@ -2,7 +2,9 @@
 //! seed must keep every invariant. With the 5-node range (`seeds_5.rs`)
 //! that is over ten thousand power cuts; this range alone must cut the
 //! power at least 7,500 times, every node at once at least 1,000 times,
-//! and flip bits and zero sectors on every structure.
+//! and inject every kind of disk fault on every structure: bit flips and
+//! zeroed sectors at rest, EIO, ENOSPC, misdirected and lost writes while
+//! the node runs.
 //!
 //! `FINKFS_SIM_SEEDS=A..B` runs another range here instead (for a longer
 //! soak), of 3-node worlds, or of 5-node ones with `FINKFS_SIM_NODES=5`.

@@ -11,6 +11,7 @@
 //! model admits and the same from every replica.
 
 mod client;
+mod halt;
 mod node;
 mod panics;
 mod report;
@@ -58,6 +59,10 @@ const CUT_ODDS: f64 = 0.1;
 const RUNNING_FAULT_ODDS: f64 = 0.03;
 /// Largest object the workload writes.
 const OBJECT_BYTES_MAX: usize = 96 << 10;
+/// Share of runs that damage one object on every replica (the halt check).
+const HALT_RUN_ODDS: f64 = 0.3;
+/// Odds per step, in such a run, of doing it now (if every node runs).
+const HALT_STEP_ODDS: f64 = 0.05;
 
 /// What one run simulates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +77,14 @@ pub struct WorldConfig {
     /// catches it (tests only).
     pub bug: Option<Bug>,
     /// Also arm faults on the damaged node's disk while it runs: I/O
-    /// errors, a full disk, misdirected and lost writes. Off in the CI
-    /// range: finkfs does not yet survive them all (`docs/chaos.md`).
+    /// errors, a full disk, misdirected and lost writes. On in the CLI
+    /// and the CI ranges.
     pub running_faults: bool,
+    /// In some runs, damage one object on every replica and check that the
+    /// cluster halts it (invariant 6). Off in the CI ranges: a node that
+    /// must install a snapshot referring to such an object cannot
+    /// (`docs/chaos.md`, open findings).
+    pub every_replica_damage: bool,
 }
 
 /// Deliberate bugs the checker must catch (section 8 of the design).
@@ -110,8 +120,11 @@ impl WorldConfig {
             "finkfs-chaos sim --seed {} --steps {} --nodes {}",
             self.seed, self.steps, self.nodes
         );
-        if self.running_faults {
-            line.push_str(" --running-faults");
+        if !self.running_faults {
+            line.push_str(" --no-running-faults");
+        }
+        if self.every_replica_damage {
+            line.push_str(" --every-replica-damage");
         }
         if self.bug.is_some() {
             line.push_str(" (with a deliberate bug built in: replay it from its test)");
@@ -151,7 +164,8 @@ struct Down {
     until: Instant,
     /// Cut the power again after this many mutating operations of the boot.
     trip_after: Option<u64>,
-    /// Boots refused in a row.
+    /// Boots refused in a row while every peer ran (not counting those
+    /// an injected I/O error failed).
     refusals: u32,
 }
 
@@ -163,9 +177,14 @@ struct World {
     nodes: Vec<SimNode>,
     node_config: BTreeMap<NodeId, NodeConfig>,
     down: BTreeMap<NodeId, Down>,
-    /// The one node whose disk takes damage at rest, so that every piece
-    /// always has intact copies on the others.
-    victim: NodeId,
+    /// The nodes whose disks take damage (at rest and while running): one,
+    /// or in half the 5-node worlds two. Always a minority, so every piece
+    /// keeps intact copies on a majority.
+    victims: Vec<NodeId>,
+    /// This run damages one object on every replica once (the halt check).
+    halt_planned: bool,
+    /// The object damaged on every replica, once it is.
+    halted: Option<halt::Halted>,
     faults: SmallRng,
     workload: SmallRng,
     model: Model,
@@ -209,7 +228,10 @@ impl World {
             .map(|node| (node.id, node_config(node.id)))
             .collect();
         let mut faults = SmallRng::seed_from_u64(derive(2));
-        let victim = faults.gen_range(1..=config.nodes);
+        let victims = schedule::victims(&mut faults, config.nodes);
+        let runs_damaging_two_nodes = u64::from(victims.len() > 1);
+        // Drawn only when asked for, so runs without it keep their schedules.
+        let halt_planned = config.every_replica_damage && faults.gen_bool(HALT_RUN_ODDS);
         World {
             started: Instant::now(),
             step: 0,
@@ -217,7 +239,9 @@ impl World {
             nodes,
             node_config,
             down: BTreeMap::new(),
-            victim,
+            victims,
+            halt_planned,
+            halted: None,
             faults,
             workload: SmallRng::seed_from_u64(derive(3)),
             model: Model::new(),
@@ -227,6 +251,7 @@ impl World {
             paths: Vec::new(),
             coverage: Coverage {
                 runs: 1,
+                runs_damaging_two_nodes,
                 ..Coverage::default()
             },
             violations: Vec::new(),
@@ -327,6 +352,9 @@ impl World {
     /// would do.
     async fn boot(&mut self, i: usize) {
         let id = self.nodes[i].id;
+        // Faults that fired before the boot are counted now, so that the
+        // disk's log shows only what fired during it.
+        self.count_fired_faults();
         let down = self.down.remove(&id);
         let trip = down.and_then(|d| d.trip_after);
         let config = self.node_config[&id].clone();
@@ -354,27 +382,105 @@ impl World {
                     },
                 );
             }
-            Err(BootError::Refused(why)) => {
-                self.coverage.boots_refused += 1;
-                let refusals = down.map_or(0, |d| d.refusals) + 1;
-                self.event(&format!("node {id} refused to start: {why}"));
-                if refusals > 2 {
-                    self.violation(format!(
-                        "node {id} still refuses to start after an offline repair: {why}"
-                    ));
-                    return;
-                }
-                self.repair_offline(i);
-                self.down.insert(
-                    id,
-                    Down {
-                        until: Instant::now() + STEP,
-                        trip_after: None,
-                        refusals,
-                    },
-                );
-            }
+            Err(BootError::Refused(why)) => self.after_refusal(i, &why, down),
         }
+    }
+
+    /// What a supervisor or an operator does with node `i`, whose boot
+    /// was refused for `why`; `down` is how it was down before the boot.
+    fn after_refusal(&mut self, i: usize, why: &str, down: Option<Down>) {
+        let id = self.nodes[i].id;
+        self.event(&format!("node {id} refused to start: {why}"));
+        let before = down.map_or(0, |d| d.refusals);
+        if self.io_error_fired(i) {
+            // The disk failed an operation of the boot (EIO, or ENOSPC):
+            // refusing is right, and there is nothing to repair. A
+            // supervisor starts it again.
+            self.coverage.boots_failed_on_io += 1;
+            self.event(&format!(
+                "node {id}: an injected I/O error failed the boot; starting it again"
+            ));
+            self.down_for_a_step(id, before);
+            return;
+        }
+        self.coverage.boots_refused += 1;
+        if why.contains("--rejoin") {
+            // The node says what it needs: its state is on no disk of its
+            // own any more. The operator follows the message
+            // (docs/operations.md, "After a disk failure").
+            self.wipe_and_rejoin(i);
+            self.down_for_a_step(id, 0);
+            return;
+        }
+        // A repair may need the peers (blocks a snapshot refers to), so
+        // only refusals while every peer runs show that the repair did not
+        // do its job.
+        let peers_up = (0..self.nodes.len())
+            .filter(|&j| j != i)
+            .all(|j| self.nodes[j].live.is_some());
+        let refusals = before + u32::from(peers_up);
+        if refusals > 2 {
+            self.violation(format!(
+                "node {id} still refuses to start after an offline repair: {why}"
+            ));
+            return;
+        }
+        self.repair_offline(i);
+        self.down_for_a_step(id, refusals);
+    }
+
+    /// Node `id` boots again on the next step.
+    fn down_for_a_step(&mut self, id: NodeId, refusals: u32) {
+        self.down.insert(
+            id,
+            Down {
+                until: Instant::now() + STEP,
+                trip_after: None,
+                refusals,
+            },
+        );
+    }
+
+    /// Whether an armed EIO or ENOSPC fired on node `i`'s disk since the
+    /// fired faults were last counted.
+    fn io_error_fired(&self, i: usize) -> bool {
+        self.nodes[i].disk.fault_log().iter().any(|fault| {
+            matches!(
+                fault.kind,
+                finkfs_simdisk::FaultKind::Eio { .. } | finkfs_simdisk::FaultKind::Enospc { .. }
+            )
+        })
+    }
+
+    /// What the operator does with a node that lost its state for good:
+    /// wipes its data directory (every file of its disk) and starts it
+    /// with `--rejoin`, so that it does not vote until a leader has
+    /// brought it up to date.
+    fn wipe_and_rejoin(&mut self, i: usize) {
+        let id = self.nodes[i].id;
+        let disk = self.nodes[i].disk.disk_ref();
+        let files = self.nodes[i].disk.file_paths();
+        for file in &files {
+            // The node is off and the simulated disk has no other user.
+            disk.remove(file)
+                .expect("a file of a powered-off simulated disk can be removed");
+        }
+        let mut dirs: Vec<&std::path::Path> =
+            files.iter().map(|f| finkfs_seam::parent_dir(f)).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for dir in dirs {
+            disk.sync_dir(dir)
+                .expect("a directory of a simulated disk can be synced");
+        }
+        if let Some(config) = self.node_config.get_mut(&id) {
+            config.rejoin = true;
+        }
+        self.coverage.rejoins += 1;
+        self.event(&format!(
+            "node {id} wiped ({} files) and started again with --rejoin",
+            files.len()
+        ));
     }
 
     /// What the operator does with a node that refuses to start:
@@ -480,7 +586,7 @@ impl World {
                     refusals,
                 },
             );
-            if id == self.victim && self.faults.gen_bool(0.5) {
+            if self.victims.contains(&id) && self.faults.gen_bool(0.5) {
                 self.damage_at_rest(i);
             }
         }
@@ -517,6 +623,9 @@ impl World {
         if self.config.running_faults && self.faults.gen_bool(RUNNING_FAULT_ODDS) {
             self.running_fault();
         }
+        if self.halt_planned && self.halted.is_none() && self.faults.gen_bool(HALT_STEP_ODDS) {
+            self.damage_every_replica();
+        }
         if self.heal_at.is_none() && self.faults.gen_bool(0.02) {
             let until = Instant::now() + Duration::from_millis(self.faults.gen_range(300..3_000));
             self.heal_at = Some(until);
@@ -540,10 +649,48 @@ impl World {
         }
     }
 
-    /// Arms a fault on the next operation of the damaged node's disk while
+    /// Damages one object on every replica, if every node runs and holds
+    /// a settled one; otherwise tries again on a later step.
+    fn damage_every_replica(&mut self) {
+        let settled = self.model.settled();
+        match halt::damage_every_replica(&self.nodes, &settled, &mut self.faults) {
+            Ok((path, damaged)) => {
+                // Counted now: a read may meet the damage before the step ends.
+                self.count_fired_faults();
+                self.event(&format!(
+                    "every copy of {path} damaged: {}",
+                    damaged.join("; ")
+                ));
+                self.coverage.objects_damaged_on_every_replica += 1;
+                self.halted = Some(halt::Halted {
+                    path,
+                    data_loss_seen: 0,
+                });
+            }
+            Err(not_now) => self.event(&format!("no object damaged on every replica: {not_now:?}")),
+        }
+    }
+
+    /// Whether `path` is the object damaged on every replica.
+    fn is_halted(&self, path: &str) -> bool {
+        self.halted.as_ref().is_some_and(|h| h.path == path)
+    }
+
+    /// A read of the halted object refused as damaged: it says so.
+    fn note_halt_refusal(&mut self, path: &str, observed: &Observed) {
+        if let (Some(halted), Observed::Refused(why)) = (self.halted.as_mut(), observed) {
+            if halted.path == path && why.starts_with("DataLoss") {
+                halted.data_loss_seen += 1;
+                self.coverage.halted_reads_refused += 1;
+            }
+        }
+    }
+
+    /// Arms a fault on the next operation of a damaged node's disk while
     /// it runs (the other nodes keep intact copies).
     fn running_fault(&mut self) {
-        let i = (self.victim - 1) as usize;
+        let victim = self.victims[self.faults.gen_range(0..self.victims.len())];
+        let i = (victim - 1) as usize;
         if self.nodes[i].live.is_none() {
             return;
         }
@@ -594,14 +741,7 @@ impl World {
                     ));
                 }
             }
-            self.down.insert(
-                id,
-                Down {
-                    until: Instant::now() + STEP,
-                    trip_after: None,
-                    refusals: 0,
-                },
-            );
+            self.down_for_a_step(id, 0);
         }
     }
 
@@ -654,7 +794,9 @@ impl World {
         self.next_op += 1;
         if roll < 47 && !self.paths.is_empty() {
             let path = self.paths[self.workload.gen_range(0..self.paths.len())].clone();
-            return self.model.writable(&path).then_some(Op::Delete { path });
+            // The halted object stays as it is, for the checks to read.
+            let writable = self.model.writable(&path) && !self.is_halted(&path);
+            return writable.then_some(Op::Delete { path });
         }
         let path = if self.paths.is_empty() || self.workload.gen_bool(0.6) {
             let path = format!("alerts/{}/{op_id}.avro", op_id % 7);
@@ -663,7 +805,7 @@ impl World {
         } else {
             self.paths[self.workload.gen_range(0..self.paths.len())].clone()
         };
-        if !self.model.writable(&path) {
+        if !self.model.writable(&path) || self.is_halted(&path) {
             return None;
         }
         let len = if self.workload.gen_bool(0.1) {
@@ -739,6 +881,7 @@ impl World {
                     _ => Observed::Refused("no answer".to_string()),
                 };
                 self.event(&format!("read {path} at node {node}: {observed:?}"));
+                self.note_halt_refusal(&path, &observed);
                 self.check_read(ticket.expect("reads carry a ticket"), &observed, node);
             }
             (Op::Put { path, op_id, .. }, reply) => {
@@ -971,10 +1114,19 @@ impl World {
             };
             self.coverage.final_reads += 1;
             let leader_id = self.nodes[leader].id;
+            self.note_halt_refusal(&path, &observed);
             if let Observed::Refused(why) = &observed {
-                self.violation(format!(
-                    "invariant 1: the leader (node {leader_id}) could not serve {path} after the faults stopped: {why}"
-                ));
+                if self.is_halted(&path) {
+                    if !why.starts_with("DataLoss") {
+                        self.violation(format!(
+                            "invariant 6: the leader (node {leader_id}) did not report {path}, damaged on every replica, as data loss: {why}"
+                        ));
+                    }
+                } else {
+                    self.violation(format!(
+                        "invariant 1: the leader (node {leader_id}) could not serve {path} after the faults stopped: {why}"
+                    ));
+                }
                 continue;
             }
             self.check_read(ticket, &observed, leader_id);
@@ -993,7 +1145,8 @@ impl World {
                 Err(finkfs_node::StoreError::NotFound { .. }) => Observed::NotFound,
                 Err(error) => Observed::Refused(error.to_string()),
             };
-            match (&observed, node.id == self.victim) {
+            let damaged_here = self.victims.contains(&node.id) || self.is_halted(path);
+            match (&observed, damaged_here) {
                 (o, _) if o == expected => {}
                 (Observed::Refused(_), true) => {}
                 _ => found.push(format!(

@@ -81,12 +81,23 @@ pub struct Coverage {
     pub cuts_mid_operation: u64,
     /// Node incarnations ended by a cut.
     pub node_power_cuts: u64,
+    /// Runs whose damage hit two nodes (a minority of five), not one.
+    pub runs_damaging_two_nodes: u64,
+    /// Objects damaged on every replica (the halt check).
+    pub objects_damaged_on_every_replica: u64,
+    /// Reads of such an object refused with `DATA_LOSS`.
+    pub halted_reads_refused: u64,
     /// Boots that succeeded.
     pub boots: u64,
     /// Boots refused because the node found damage it would not start on.
     pub boots_refused: u64,
+    /// Boots an injected EIO or ENOSPC failed (started again, no repair).
+    pub boots_failed_on_io: u64,
     /// Offline repairs run on refusing nodes.
     pub repairs: u64,
+    /// Nodes wiped and started again with `--rejoin`, as their refusal
+    /// asked.
+    pub rejoins: u64,
     /// Disk faults that fired (the simulated disks' own logs), by structure
     /// and kind.
     pub disk_faults: BTreeMap<(Structure, DiskFaultKind), u64>,
@@ -129,7 +140,12 @@ impl Coverage {
         self.cuts_mid_operation += other.cuts_mid_operation;
         self.node_power_cuts += other.node_power_cuts;
         self.boots += other.boots;
+        self.runs_damaging_two_nodes += other.runs_damaging_two_nodes;
+        self.objects_damaged_on_every_replica += other.objects_damaged_on_every_replica;
+        self.halted_reads_refused += other.halted_reads_refused;
         self.boots_refused += other.boots_refused;
+        self.boots_failed_on_io += other.boots_failed_on_io;
+        self.rejoins += other.rejoins;
         self.repairs += other.repairs;
         for (k, v) in &other.disk_faults {
             *self.disk_faults.entry(*k).or_default() += v;
@@ -157,7 +173,11 @@ impl Coverage {
 impl fmt::Display for Coverage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cuts = |s| self.cuts.get(&s).copied().unwrap_or(0);
-        writeln!(f, "runs {}  steps {}", self.runs, self.steps)?;
+        writeln!(
+            f,
+            "runs {}  steps {}  runs damaging two nodes {}",
+            self.runs, self.steps, self.runs_damaging_two_nodes
+        )?;
         writeln!(
             f,
             "power cuts {} (one {}, minority {}, majority {}, all nodes {}), during recovery {}, mid-operation {}, node incarnations ended {}",
@@ -172,8 +192,13 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "boots {}, refused on damage {}, offline repairs {}",
-            self.boots, self.boots_refused, self.repairs
+            "boots {}, refused on damage {}, offline repairs {}, wiped and rejoined {}, failed on an I/O error {}",
+            self.boots, self.boots_refused, self.repairs, self.rejoins, self.boots_failed_on_io
+        )?;
+        writeln!(
+            f,
+            "objects damaged on every replica {}, reads of them refused as data loss {}",
+            self.objects_damaged_on_every_replica, self.halted_reads_refused
         )?;
         writeln!(
             f,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use finkfs_raft::types::NodeId;
 use finkfs_simdisk::{CrashPolicy, FaultOp, IoFault, SimDisk, SECTOR_BYTES};
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -78,6 +79,20 @@ pub(crate) fn damage(disk: &SimDisk, rng: &mut SmallRng) -> Option<(DiskFaultKin
 /// Arms one fault on the next operation of a running node's disk under a
 /// structure's directory: an I/O error, a full disk, a misdirected or a
 /// lost write. What it armed.
+/// The nodes whose disks take damage in a run: one; in half the worlds of
+/// five nodes, two (a minority larger than one node).
+pub(crate) fn victims(rng: &mut SmallRng, nodes: u64) -> Vec<NodeId> {
+    let first = rng.gen_range(1..=nodes);
+    if nodes < 5 || !rng.gen_bool(0.5) {
+        return vec![first];
+    }
+    let mut second = rng.gen_range(1..nodes);
+    if second >= first {
+        second += 1;
+    }
+    vec![first, second]
+}
+
 pub(crate) fn running_fault(disk: &SimDisk, rng: &mut SmallRng) -> (DiskFaultKind, &'static str) {
     const PREFIXES: [&str; 5] = [
         "groups/0/journal",

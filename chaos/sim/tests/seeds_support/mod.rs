@@ -41,7 +41,8 @@ fn run_share(nodes: u64, range: Range<u64>, pick: impl Fn(u64) -> bool) -> (Cove
             nodes,
             steps: STEPS,
             bug: None,
-            running_faults: false,
+            running_faults: true,
+            every_replica_damage: false,
         };
         let report = world::run(&config);
         coverage.add(&report.coverage);
@@ -99,8 +100,8 @@ pub fn assert_cut_floors(coverage: &Coverage, cuts: u64, all_nodes: u64) {
     assert!(coverage.final_reads > 0 && coverage.acknowledged > 0);
 }
 
-/// Bit flips and zeroed sectors on every structure (running faults are
-/// not in the CI ranges yet).
+/// Every kind of damage, at rest and while running, on every structure:
+/// bit flips, zeroed sectors, EIO, ENOSPC, misdirected and lost writes.
 pub fn assert_damage_on_every_structure(coverage: &Coverage) {
     for structure in [
         Structure::Journal,
@@ -109,7 +110,14 @@ pub fn assert_damage_on_every_structure(coverage: &Coverage) {
         Structure::Index,
         Structure::Snapshots,
     ] {
-        for kind in [DiskFaultKind::BitFlip, DiskFaultKind::ZeroedSector] {
+        for kind in [
+            DiskFaultKind::BitFlip,
+            DiskFaultKind::ZeroedSector,
+            DiskFaultKind::Eio,
+            DiskFaultKind::Enospc,
+            DiskFaultKind::MisdirectedWrite,
+            DiskFaultKind::LostWrite,
+        ] {
             let n = coverage
                 .disk_faults
                 .get(&(structure, kind))
