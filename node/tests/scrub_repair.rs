@@ -297,52 +297,178 @@ async fn restart(cluster: &mut Cluster, i: usize, between: impl FnOnce(&Path)) {
     node.node = Some(start(config).await.expect("restart"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_fault_kind_on_a_follower_is_repaired_by_the_scrubber() {
-    let mut cluster = Cluster::start_with(3, scrub_every(Duration::from_millis(300))).await;
+const FAULTS: [Fault; 5] = [
+    Fault::BitFlip,
+    Fault::ZeroedSector,
+    Fault::TruncatedPack,
+    Fault::DeletedPack,
+    Fault::MisdirectedWrite,
+];
+
+/// Writes one object per fault kind, each in its own pack on every node in
+/// `separate` (a restarted store starts a new pack), so that the faults
+/// injected later do not overlap. Returns the paths and their bytes.
+async fn one_object_per_fault(
+    cluster: &mut Cluster,
+    separate: &[usize],
+    seed: u64,
+) -> Vec<(String, Vec<u8>)> {
     let client = cluster.client().await;
-    let leader = cluster.wait_for_leader().await;
-    let follower = (leader + 1) % 3;
-    let faults = [
-        Fault::BitFlip,
-        Fault::ZeroedSector,
-        Fault::TruncatedPack,
-        Fault::DeletedPack,
-        Fault::MisdirectedWrite,
-    ];
-    // One object per fault, each in its own pack on the follower (a
-    // restarted store starts a new pack), so faults do not overlap.
     let mut objects = Vec::new();
-    for (i, _) in faults.iter().enumerate() {
+    for i in 0..FAULTS.len() {
         let path = format!("faults/{i}");
-        let data = bytes(40_000 + i * 1000, 20 + i as u64);
+        let data = bytes(40_000 + i * 1000, seed + i as u64);
         client.put(&path, data.clone()).await.expect("put");
-        wait_replicated(&cluster.nodes[follower], &path).await;
+        for &node in separate {
+            wait_replicated(&cluster.nodes[node], &path).await;
+        }
         objects.push((path, data));
-        restart(&mut cluster, follower, |_| {}).await;
+        for &node in separate {
+            restart(cluster, node, |_| {}).await;
+        }
     }
+    for &node in separate {
+        let packs: std::collections::HashSet<u64> = objects
+            .iter()
+            .map(|(path, _)| location(&cluster.nodes[node], path).pack)
+            .collect();
+        assert_eq!(
+            packs.len(),
+            FAULTS.len(),
+            "one pack per object on node {node}"
+        );
+    }
+    objects
+}
+
+/// Restarts node `i` with every fault kind injected, one per object of
+/// `objects`, in its own copies.
+async fn restart_with_each_fault(cluster: &mut Cluster, i: usize, objects: &[(String, Vec<u8>)]) {
     let locations: Vec<BlockLocation> = objects
         .iter()
-        .map(|(path, _)| location(&cluster.nodes[follower], path))
+        .map(|(path, _)| location(&cluster.nodes[i], path))
         .collect();
-    let packs: std::collections::HashSet<u64> = locations.iter().map(|l| l.pack).collect();
-    assert_eq!(packs.len(), faults.len(), "one pack per object");
-    restart(&mut cluster, follower, |data_dir| {
+    restart(cluster, i, |data_dir| {
         let disk: DiskRef = Arc::new(RealDisk::open(data_dir).unwrap());
-        for (i, fault) in faults.iter().enumerate() {
-            let other = &locations[(i + 1) % locations.len()];
-            inject(&disk, *fault, &locations[i], other);
+        for (n, fault) in FAULTS.iter().enumerate() {
+            let other = &locations[(n + 1) % locations.len()];
+            inject(&disk, *fault, &locations[n], other);
         }
     })
     .await;
-    let node = &cluster.nodes[follower];
-    wait_for_metric(node, REPAIRED, faults.len() as u64).await;
+}
+
+/// Each fault kind on one node, follower or leader, while the others hold
+/// intact copies: its scrubber finds every one and repairs it from them.
+async fn each_fault_kind_is_repaired_by_the_scrubber(on_leader: bool) {
+    let mut cluster = Cluster::start_with(3, scrub_every(Duration::from_millis(300))).await;
+    let leader = cluster.wait_for_leader().await;
+    let target = if on_leader { leader } else { (leader + 1) % 3 };
+    let objects = one_object_per_fault(&mut cluster, &[target], 20).await;
+    restart_with_each_fault(&mut cluster, target, &objects).await;
+    let node = &cluster.nodes[target];
+    wait_for_metric(node, REPAIRED, FAULTS.len() as u64).await;
     assert_eq!(metrics_of(node, UNREPAIRABLE).await, 0);
     for (path, data) in &objects {
         assert_eq!(&node.running().reader().get(path).unwrap(), data, "{path}");
     }
+    let client = cluster.client().await;
     for (path, data) in &objects {
         assert_eq!(&client.get(path).await.expect("get"), data);
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_kind_on_a_follower_is_repaired_by_the_scrubber() {
+    each_fault_kind_is_repaired_by_the_scrubber(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_kind_on_the_leader_is_repaired_by_the_scrubber() {
+    each_fault_kind_is_repaired_by_the_scrubber(true).await;
+}
+
+/// Each fault kind on every replica: no intact copy is left, so each
+/// object is halted. Reads answer DATA_LOSS (never bytes, never "not
+/// found"), the objects stay listed, every scrubber counts them
+/// unrepairable, other objects are served, and fsck on a stopped node
+/// names each damaged record with its pack and offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_kind_on_every_replica_is_halted_reported_and_never_served() {
+    let mut cluster = Cluster::start_with(3, scrub_every(Duration::from_millis(300))).await;
+    let every = [0, 1, 2];
+    let objects = one_object_per_fault(&mut cluster, &every, 40).await;
+    let locations: Vec<Vec<BlockLocation>> = every
+        .iter()
+        .map(|&i| {
+            objects
+                .iter()
+                .map(|(path, _)| location(&cluster.nodes[i], path))
+                .collect()
+        })
+        .collect();
+    for i in every {
+        restart_with_each_fault(&mut cluster, i, &objects).await;
+    }
+    for node in &cluster.nodes {
+        wait_for_metric(node, UNREPAIRABLE, FAULTS.len() as u64).await;
+        assert_eq!(metrics_of(node, REPAIRED).await, 0, "node {}", node.id);
+    }
+    let client = cluster.client().await;
+    for (path, _) in &objects {
+        let error = client
+            .get(path)
+            .await
+            .expect_err("a halted object is never served");
+        assert_eq!(error.code(), Some(tonic::Code::DataLoss), "{path}: {error}");
+        for node in &cluster.nodes {
+            assert!(
+                node.running().reader().get(path).is_err(),
+                "{path} on node {}",
+                node.id
+            );
+        }
+    }
+    let listed: Vec<String> = client
+        .list_all("faults/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|object| object.path)
+        .collect();
+    let paths: Vec<String> = objects.iter().map(|(path, _)| path.clone()).collect();
+    assert_eq!(listed, paths, "halted objects stay listed");
+    let other = bytes(30_000, 49);
+    client
+        .put("faults/other", other.clone())
+        .await
+        .expect("put other");
+    assert_eq!(client.get("faults/other").await.expect("get other"), other);
+
+    // Offline, fsck names each damaged record where it lies.
+    cluster.nodes[0].stop().await;
+    let disk: DiskRef = Arc::new(RealDisk::open(&cluster.nodes[0].data_dir).unwrap());
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch: DiskRef = Arc::new(RealDisk::open(scratch.path()).unwrap());
+    let report = finkfs_node::fsck::check_data_dir(
+        disk,
+        scratch,
+        &finkfs_node::fsck::FsckOptions::default(),
+        &mut finkfs_node::fsck::NoProgress,
+    )
+    .expect("fsck runs");
+    assert!(!report.is_healthy(), "{:#?}", report.problems);
+    for (loc, fault) in locations[0].iter().zip(FAULTS) {
+        let file = pack_file(loc).display().to_string();
+        let found = report
+            .damage()
+            .any(|p| p.file == file && p.offset == Some(loc.offset));
+        assert!(
+            found,
+            "{fault:?}: nothing at {file} offset {}: {:#?}",
+            loc.offset, report.problems
+        );
     }
     cluster.stop().await;
 }
