@@ -174,6 +174,12 @@ impl BlockSource for ObjectReader {
     fn read_block(&self, hash: [u8; 32]) -> Result<Option<Bytes>, BlockSourceError> {
         match self.block(&hash) {
             Ok(found) => Ok(found.map(Bytes::from)),
+            Err(error) if error.is_corruption() => {
+                tracing::error!(block = %hex(&hash), %error, "cannot serve a damaged block");
+                Err(Box::new(finkfs_raft::network::DamagedCopy(
+                    error.to_string(),
+                )))
+            }
             Err(error) => {
                 tracing::error!(block = %hex(&hash), %error, "cannot serve a block");
                 Err(Box::new(error))

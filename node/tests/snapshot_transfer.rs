@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use finkfs_node::command::{plan_put, split_object, Command, Outcome, Response};
 use finkfs_node::state_machine::{
-    BlockFetcher, FetchFuture, NoFetcher, StateMachine, StateMachineError,
+    BlockFetcher, FetchFuture, LostFuture, NoFetcher, StateMachine, StateMachineError,
     INSTALL_FETCH_BATCH_BLOCKS,
 };
 use finkfs_node::ObjectReader;
@@ -335,6 +335,77 @@ async fn block_no_peer_holds_refuses_the_install() {
         "{error}"
     );
     assert_unchanged(&mut b, &objects, &before).await;
+}
+
+/// Withholds one block, and confirms it lost on every other member.
+struct LostBlockFetcher {
+    inner: CountingFetcher,
+    lost: [u8; 32],
+}
+
+impl BlockFetcher for LostBlockFetcher {
+    fn fetch<'a>(&'a self, hashes: &'a [[u8; 32]]) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let mut found = self.inner.fetch(hashes).await?;
+            found.retain(|(hash, _)| *hash != self.lost);
+            Ok(found)
+        })
+    }
+
+    fn confirm_lost<'a>(&'a self, hashes: &'a [[u8; 32]]) -> LostFuture<'a> {
+        Box::pin(async move { hashes.iter().copied().filter(|h| *h == self.lost).collect() })
+    }
+}
+
+/// A block no member holds intact (damaged on every replica) must not
+/// keep a node from installing a snapshot: that would leave it unable to
+/// start or catch up for good. It is installed as lost: the objects that
+/// refer to it are refused as damage, never served, every other object
+/// is served, and the next intact copy written heals it.
+#[tokio::test]
+async fn block_lost_on_every_member_is_installed_as_lost_and_healed_by_the_next_copy() {
+    let disk_a = SimDisk::new(19).disk_ref();
+    let disk_b = SimDisk::new(20).disk_ref();
+    let mut a = leader(&disk_a, 16).await;
+    let snapshot = build(&mut a.sm).await;
+    let (path, data) = a
+        .objects
+        .iter()
+        .find(|(_, data)| !data.is_empty())
+        .map(|(p, d)| (p.clone(), d.clone()))
+        .expect("an object with data");
+    let lost = a.sm.reader().stat(&path).unwrap().unwrap().blocks[0].hash;
+    let fetcher = LostBlockFetcher {
+        inner: CountingFetcher::new(a.sm.reader()),
+        lost,
+    };
+    let b = open_sm(&disk_b, Arc::new(fetcher));
+    b.install(&snapshot.meta, receive(&snapshot.snapshot, &disk_b))
+        .await
+        .expect("the install goes through with the lost block");
+    let error = b.reader().get(&path).unwrap_err();
+    assert!(error.is_corruption(), "{path}: {error}");
+    assert!(
+        b.reader().stat(&path).unwrap().is_some(),
+        "the object stays listed"
+    );
+    let mut served = 0;
+    for (other, bytes) in &a.objects {
+        let manifest = a.sm.reader().stat(other).unwrap().unwrap();
+        if manifest.blocks.iter().all(|block| block.hash != lost) {
+            assert!(b.reader().get(other).unwrap() == bytes[..], "{other}");
+            served += 1;
+        }
+    }
+    assert!(served > 0, "no other object to read");
+
+    // The object written again (a client's retry, a restore from backup):
+    // its block is stored anew and the object served.
+    let plan = plan_put(&path, data.clone(), TEST_BLOCK_BYTES, TEST_ENTRY_BYTES_MAX);
+    b.apply_entries(entries_for(a.next_index, &plan.commands))
+        .await
+        .unwrap();
+    assert_eq!(b.reader().get(&path).unwrap(), data);
 }
 
 #[tokio::test]

@@ -25,4 +25,5 @@ fn every_seed_of_the_5_node_ci_range_keeps_every_invariant() {
         "no run damaged two nodes (a minority of five)"
     );
     assert_damage_on_every_structure(&coverage);
+    assert_halts_checked(&coverage);
 }

@@ -55,6 +55,30 @@ pub struct BlockLocation {
     pub len: u32,
 }
 
+/// The pack number of a block no replica held intact when a snapshot that
+/// refers to it was installed: no pack has it, and no record lies there.
+pub const LOST_PACK: u64 = u64::MAX;
+
+impl BlockLocation {
+    /// The location of a block lost on every replica: it keeps the block's
+    /// place in the index (its references count as any block's), reads of
+    /// it are refused as damage, and the next intact copy written (a put,
+    /// a replayed entry, a repair from a peer) replaces it.
+    pub fn lost(hash: [u8; 32], len: u32) -> BlockLocation {
+        BlockLocation {
+            hash,
+            pack: LOST_PACK,
+            offset: 0,
+            len,
+        }
+    }
+
+    /// Whether this is the location of a block lost on every replica.
+    pub fn is_lost(&self) -> bool {
+        self.pack == LOST_PACK
+    }
+}
+
 /// Sizes of the block store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockStoreOptions {
@@ -428,6 +452,12 @@ fn read_block(files: &PackFiles, loc: &BlockLocation) -> Result<Vec<u8>, BlockEr
             "location claims {} bytes, over the format limit",
             loc.len
         )));
+    }
+    if loc.is_lost() {
+        return Err(corrupt(
+            "no replica held an intact copy when a snapshot referring to it was installed"
+                .to_string(),
+        ));
     }
     let file = files
         .get(loc.pack)

@@ -12,7 +12,9 @@ use openraft::storage::RaftStateMachine;
 use openraft::RaftNetworkFactory;
 
 use crate::api::MemberAddr;
-use crate::state_machine::{BlockFetcher, FetchError, FetchFuture, Fetched, StateMachine};
+use crate::state_machine::{
+    BlockFetcher, FetchError, FetchFuture, Fetched, LostFuture, StateMachine,
+};
 
 /// openraft's network factory for one group: the peer network, given each
 /// member's peer address.
@@ -83,18 +85,25 @@ where
         }
     }
 
-    /// The peer addresses of the other members.
-    fn peers(&self) -> Vec<(NodeId, String)> {
-        let (membership, leader) = match self.raft.get() {
+    /// The members as this node knows them, and the leader if known.
+    fn membership(&self) -> Option<(Membership, Option<NodeId>)> {
+        match self.raft.get() {
             Some(raft) => {
                 let metrics = raft.metrics().borrow_watched().clone();
                 let membership = metrics.membership_config.membership().clone();
-                (membership, metrics.current_leader)
+                Some((membership, metrics.current_leader))
             }
-            None => match self.members_at_start.get() {
-                Some(membership) => (membership.clone(), None),
-                None => return Vec::new(),
-            },
+            None => self
+                .members_at_start
+                .get()
+                .map(|membership| (membership.clone(), None)),
+        }
+    }
+
+    /// The peer addresses of the other members.
+    fn peers(&self) -> Vec<(NodeId, String)> {
+        let Some((membership, leader)) = self.membership() else {
+            return Vec::new();
         };
         // The leader first: it sent the snapshot, so it holds its blocks.
         let mut peers: Vec<(NodeId, String)> = membership
@@ -135,6 +144,38 @@ where
         }
         Ok(found)
     }
+
+    /// Of `hashes`, those every other member answered for without an
+    /// intact copy (FetchBlock: not held, or its copy damaged). A
+    /// member with an address this node cannot read, or one that does not
+    /// answer, confirms nothing.
+    async fn lost_everywhere(&self, hashes: &[[u8; 32]]) -> Vec<[u8; 32]> {
+        let Some((membership, _)) = self.membership() else {
+            return Vec::new();
+        };
+        let mut addrs = Vec::new();
+        for (id, node) in membership.nodes().filter(|(id, _)| **id != self.id) {
+            match MemberAddr::of(node) {
+                Ok(addr) => addrs.push((*id, addr.peer)),
+                Err(_) => return Vec::new(),
+            }
+        }
+        let mut lost = Vec::new();
+        'hashes: for hash in hashes {
+            for (peer, addr) in &addrs {
+                match self.client.fetch_block(addr, self.group, *hash).await {
+                    Ok(None) => {}
+                    Ok(Some(_)) => continue 'hashes,
+                    Err(error) => {
+                        tracing::warn!(peer, %addr, block = %crate::hex::hex(hash), %error, "cannot tell whether a member holds a block");
+                        continue 'hashes;
+                    }
+                }
+            }
+            lost.push(*hash);
+        }
+        lost
+    }
 }
 
 impl<SM> BlockFetcher for PeerBlockFetcher<SM>
@@ -143,5 +184,9 @@ where
 {
     fn fetch<'a>(&'a self, hashes: &'a [[u8; 32]]) -> FetchFuture<'a> {
         Box::pin(self.fetch_all(hashes))
+    }
+
+    fn confirm_lost<'a>(&'a self, hashes: &'a [[u8; 32]]) -> LostFuture<'a> {
+        Box::pin(self.lost_everywhere(hashes))
     }
 }

@@ -10,7 +10,8 @@ use std::path::Path;
 use finkfs_seam::DiskRef;
 
 use crate::blocks::{
-    BlockError, BlockLocation, BlockReader, ScanItem, PACK_HEADER_BYTES, RECORD_HEADER_BYTES,
+    BlockError, BlockLocation, BlockReader, ScanItem, LOST_PACK, PACK_HEADER_BYTES,
+    RECORD_HEADER_BYTES,
 };
 use crate::hex::hex;
 
@@ -58,10 +59,17 @@ pub(crate) fn check(
     }
     for ((seq, offset), live) in live_all {
         if !packs.contains(seq) {
-            let detail = format!(
-                "the index says block {} lives here, but the pack file is missing",
-                hex(&live.hash)
-            );
+            let detail = if *seq == LOST_PACK {
+                format!(
+                    "block {} was installed from a snapshot as lost: no replica held an intact copy; the objects that refer to it are not served until one is written again (from a backup)",
+                    hex(&live.hash)
+                )
+            } else {
+                format!(
+                    "the index says block {} lives here, but the pack file is missing",
+                    hex(&live.hash)
+                )
+            };
             let kind = ProblemKind::MissingBlock {
                 hash: hex(&live.hash),
             };

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use finkfs_raft::network::SnapshotFile;
 use finkfs_raft::types::{AppResponse, Entry, EntryPayload, LogId, SnapshotMeta, StoredMembership};
 
+use crate::blocks::BlockLocation;
 use crate::command::Command;
 use crate::hex::hex;
 use crate::index::{Applied, Durability, IndexError, IndexView};
@@ -192,18 +193,33 @@ impl Core {
     }
 
     /// Verifies fetched blocks against what was asked, writes and syncs
-    /// them, and records them as staged. Any block asked for and not
+    /// them, and records them as staged. A block of `lost` (confirmed held
+    /// intact by no other member) is staged as lost: the install goes on,
+    /// and reads of the objects that refer to it are refused as damage
+    /// until an intact copy is written. Any other block asked for and not
     /// fetched intact fails the install.
     pub fn stage(
         &mut self,
         wanted: &[([u8; 32], u32)],
         fetched: Vec<([u8; 32], Bytes)>,
+        lost: &[[u8; 32]],
     ) -> Result<u64, StateMachineError> {
-        let good = verify_fetched(wanted, fetched)?;
+        let (lost, wanted): (Vec<_>, Vec<_>) = wanted
+            .iter()
+            .copied()
+            .partition(|(hash, _)| lost.contains(hash));
+        let good = verify_fetched(&wanted, fetched)?;
         let (blocks, _) = self.store.parts_mut();
-        let mut locations = Vec::with_capacity(good.len());
+        let mut locations = Vec::with_capacity(good.len() + lost.len());
         for (hash, data) in &good {
             locations.push(blocks.put(*hash, data)?);
+        }
+        for (hash, len) in lost {
+            tracing::error!(
+                block = %hex(&hash),
+                "no member holds an intact copy of a block the snapshot refers to: installed as lost; reads of the objects that refer to it answer DATA_LOSS until an intact copy is written"
+            );
+            locations.push(BlockLocation::lost(hash, len));
         }
         self.store.sync_blocks()?;
         let mut txn = self.store.index().begin_write()?;

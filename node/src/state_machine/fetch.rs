@@ -16,6 +16,9 @@ pub type Fetched = Vec<([u8; 32], Bytes)>;
 /// The future a [`BlockFetcher`] returns.
 pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
 
+/// The future of [`BlockFetcher::confirm_lost`]: the hashes confirmed lost.
+pub type LostFuture<'a> = Pin<Box<dyn Future<Output = Vec<[u8; 32]>> + Send + 'a>>;
+
 /// Fetches blocks by hash from wherever they can be had (the peers of the
 /// group, over FetchBlock). A fetcher may return fewer blocks than asked —
 /// those no peer holds — and need not verify them: the state machine checks
@@ -24,6 +27,16 @@ pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, FetchErro
 pub trait BlockFetcher: Send + Sync + 'static {
     /// The blocks of `hashes` that could be found.
     fn fetch<'a>(&'a self, hashes: &'a [[u8; 32]]) -> FetchFuture<'a>;
+
+    /// Of `hashes`, blocks a fetch did not find intact, those that every
+    /// other member of the group answered for without an intact copy
+    /// (holding none, or a damaged one): lost on every replica. A block
+    /// some member did not answer for (unreachable, timed out) is not
+    /// confirmed. The default asks no one and confirms nothing, so that
+    /// an install missing blocks fails as before.
+    fn confirm_lost<'a>(&'a self, _hashes: &'a [[u8; 32]]) -> LostFuture<'a> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// A fetcher with nowhere to fetch from: installs succeed only when this

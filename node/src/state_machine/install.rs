@@ -108,11 +108,34 @@ async fn verify_and_fetch(
                 .map_err(|e| StateMachineError::Fetch {
                     reason: e.to_string(),
                 })?;
+            let missing = not_found(&wanted, &found);
+            let lost = if missing.is_empty() {
+                Vec::new()
+            } else {
+                sm.fetcher.confirm_lost(&missing).await
+            };
             let core = sm.core.clone();
-            fetched += blocking(move || lock(&core)?.stage(&wanted, found)).await?;
+            fetched += blocking(move || lock(&core)?.stage(&wanted, found, &lost)).await?;
         }
         if done {
             return Ok(fetched);
         }
     }
+}
+
+/// The blocks of `wanted` that `found` does not hold intact (missing, of
+/// another length, or not hashing to their address).
+fn not_found(wanted: &[([u8; 32], u32)], found: &super::Fetched) -> Vec<[u8; 32]> {
+    let intact: std::collections::HashSet<[u8; 32]> = found
+        .iter()
+        .filter(|(hash, data)| blake3::hash(data).as_bytes() == hash)
+        .map(|(hash, data)| (*hash, data.len()))
+        .filter(|(hash, len)| wanted.iter().any(|(w, l)| w == hash && *l as usize == *len))
+        .map(|(hash, _)| hash)
+        .collect();
+    wanted
+        .iter()
+        .map(|(hash, _)| *hash)
+        .filter(|hash| !intact.contains(hash))
+        .collect()
 }

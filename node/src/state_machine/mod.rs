@@ -48,7 +48,9 @@ use crate::store::{ObjectStore, ObjectStoreOptions};
 use self::core::Core;
 
 pub use error::StateMachineError;
-pub use fetch::{BlockFetcher, FetchError, FetchFuture, Fetched, LocalFetcher, NoFetcher};
+pub use fetch::{
+    BlockFetcher, FetchError, FetchFuture, Fetched, LocalFetcher, LostFuture, NoFetcher,
+};
 pub use install::{InstallReport, INSTALL_FETCH_BATCH_BLOCKS};
 pub use raft::SnapshotBuilder;
 

@@ -24,6 +24,13 @@ use crate::types::GroupId;
 /// Why a [`BlockSource`] could not read a block.
 pub type BlockSourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A [`BlockSource`] error saying the source holds the block but its copy
+/// is damaged: FetchBlock answers it with `DATA_LOSS`, which tells the
+/// asking node this peer has no intact copy (not that it could not answer).
+#[derive(Debug, thiserror::Error)]
+#[error("the copy held here is damaged: {0}")]
+pub struct DamagedCopy(pub String);
+
 /// Where the peer service finds the blocks of a group (implemented by the
 /// node's block store).
 pub trait BlockSource: Send + Sync + 'static {
@@ -58,6 +65,9 @@ pub(crate) async fn serve(
                 found: false,
                 data: Bytes::new(),
             })
+        }
+        Err(error) if error.downcast_ref::<DamagedCopy>().is_some() => {
+            return Err(Status::data_loss(format!("block {}: {error}", hex(&hash))));
         }
         Err(error) => {
             tracing::error!(block = %hex(&hash), %error, "block read failed");
@@ -131,7 +141,8 @@ impl PeerClient {
     }
 
     /// The block whose BLAKE3 is `hash` from the peer at `addr`, verified;
-    /// `None` when the peer does not hold it.
+    /// `None` when the peer does not hold it intact (it answers `DATA_LOSS`
+    /// when its copy is damaged).
     pub async fn fetch_block(
         &self,
         addr: &str,
@@ -143,7 +154,18 @@ impl PeerClient {
             hash: Bytes::copy_from_slice(&hash),
         });
         let timeout = self.transport.options().fetch_block_timeout;
-        let reply = match self.call(addr, group, request, timeout).await? {
+        let reply = match self.call(addr, group, request, timeout).await {
+            // The peer's copy is damaged: it holds no intact one, the same
+            // answer as not holding the block, for this block alone.
+            Err(PeerClientError::Status { status, .. })
+                if status.code() == tonic::Code::DataLoss =>
+            {
+                tracing::debug!(%addr, block = %hex(&hash), "the peer's copy of a block is damaged");
+                return Ok(None);
+            }
+            reply => reply?,
+        };
+        let reply = match reply {
             PeerReply::FetchBlock(reply) => reply,
             other => {
                 return Err(PeerClientError::Status {
@@ -159,7 +181,8 @@ impl PeerClient {
     }
 
     /// The blocks of `hashes` from the peer at `addr`, in the order asked,
-    /// each verified; `None` for each block the peer does not hold. At most
+    /// each verified; `None` for each block the peer does not hold intact
+    /// (not at all, or only a damaged copy). At most
     /// [`FETCH_BLOCKS_IN_FLIGHT_MAX`] requests are in flight.
     pub async fn fetch_blocks(
         &self,

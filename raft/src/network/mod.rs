@@ -32,7 +32,7 @@ mod transport;
 
 use std::time::Duration;
 
-pub use blocks::{BlockSource, BlockSourceError, PeerClient};
+pub use blocks::{BlockSource, BlockSourceError, DamagedCopy, PeerClient};
 pub use client::{
     PeerChannels, PeerConnection, PeerNetwork, PeerOptions, CONNECT_TIMEOUT_DEFAULT,
     FETCH_BLOCK_TIMEOUT_DEFAULT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,

@@ -81,9 +81,7 @@ pub struct WorldConfig {
     /// and the CI ranges.
     pub running_faults: bool,
     /// In some runs, damage one object on every replica and check that the
-    /// cluster halts it (invariant 6). Off in the CI ranges: a node that
-    /// must install a snapshot referring to such an object cannot
-    /// (`docs/chaos.md`, open findings).
+    /// cluster halts it (invariant 6). On in the CLI and the CI ranges.
     pub every_replica_damage: bool,
 }
 
@@ -123,8 +121,8 @@ impl WorldConfig {
         if !self.running_faults {
             line.push_str(" --no-running-faults");
         }
-        if self.every_replica_damage {
-            line.push_str(" --every-replica-damage");
+        if !self.every_replica_damage {
+            line.push_str(" --no-every-replica-damage");
         }
         if self.bug.is_some() {
             line.push_str(" (with a deliberate bug built in: replay it from its test)");

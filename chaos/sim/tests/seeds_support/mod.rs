@@ -42,7 +42,7 @@ fn run_share(nodes: u64, range: Range<u64>, pick: impl Fn(u64) -> bool) -> (Cove
             steps: STEPS,
             bug: None,
             running_faults: true,
-            every_replica_damage: false,
+            every_replica_damage: true,
         };
         let report = world::run(&config);
         coverage.add(&report.coverage);
@@ -98,6 +98,18 @@ pub fn assert_cut_floors(coverage: &Coverage, cuts: u64, all_nodes: u64) {
     assert!(coverage.cuts_during_recovery > 0 && coverage.cuts_mid_operation > 0);
     assert!(coverage.partitions > 0 && coverage.lossy_periods > 0);
     assert!(coverage.final_reads > 0 && coverage.acknowledged > 0);
+}
+
+/// Objects damaged on every replica, and reads that found them halted.
+pub fn assert_halts_checked(coverage: &Coverage) {
+    assert!(
+        coverage.objects_damaged_on_every_replica > 0,
+        "no object damaged on every replica"
+    );
+    assert!(
+        coverage.halted_reads_refused > 0,
+        "no read refused an object damaged on every replica"
+    );
 }
 
 /// Every kind of damage, at rest and while running, on every structure:
