@@ -59,6 +59,11 @@ const CUT_ODDS: f64 = 0.1;
 const RUNNING_FAULT_ODDS: f64 = 0.03;
 /// Largest object the workload writes.
 const OBJECT_BYTES_MAX: usize = 96 << 10;
+/// Odds, at each cut of a node, of aiming a later cut at its next
+/// snapshot write (if none is aimed yet).
+const SNAPSHOT_WIRE_ODDS: f64 = 0.1;
+/// Where a node's snapshot files are written.
+const SNAPSHOTS_DIR: &str = "groups/0/snapshots";
 /// Share of runs that damage one object on every replica (the halt check).
 const HALT_RUN_ODDS: f64 = 0.3;
 /// Odds per step, in such a run, of doing it now (if every node runs).
@@ -183,6 +188,13 @@ struct World {
     halt_planned: bool,
     /// The object damaged on every replica, once it is.
     halted: Option<halt::Halted>,
+    /// Power cuts aimed at a node's next snapshot write (a build, or an
+    /// install being received), armed in its incarnations until one fires:
+    /// how many snapshot operations to let through first.
+    snapshot_wires: BTreeMap<NodeId, u64>,
+    /// Draws the cuts aimed at snapshot writes: a stream of its own, so
+    /// that adding them left the rest of each seed's schedule as it was.
+    snapshot_faults: SmallRng,
     faults: SmallRng,
     workload: SmallRng,
     model: Model,
@@ -240,6 +252,8 @@ impl World {
             victims,
             halt_planned,
             halted: None,
+            snapshot_wires: BTreeMap::new(),
+            snapshot_faults: SmallRng::seed_from_u64(derive(4)),
             faults,
             workload: SmallRng::seed_from_u64(derive(3)),
             model: Model::new(),
@@ -354,10 +368,17 @@ impl World {
         // disk's log shows only what fired during it.
         self.count_fired_faults();
         let down = self.down.remove(&id);
-        let trip = down.and_then(|d| d.trip_after);
+        // A cut anywhere takes the tripwire first; the one aimed at a
+        // snapshot write waits for an incarnation without it.
+        let aimed = self.snapshot_wires.get(&id).copied();
+        let wire = match down.and_then(|d| d.trip_after) {
+            Some(allowed) => Some(("", allowed)),
+            None => aimed.map(|allowed| (SNAPSHOTS_DIR, allowed)),
+        };
+        let aimed_at_snapshots = wire.is_some_and(|(prefix, _)| prefix == SNAPSHOTS_DIR);
         let config = self.node_config[&id].clone();
         let booted = self.nodes[i]
-            .boot(&self.net, &config, trip, self.config.bug)
+            .boot(&self.net, &config, wire, self.config.bug)
             .await;
         match booted {
             Ok(opened) => {
@@ -369,6 +390,10 @@ impl World {
             }
             Err(BootError::Tripped(why)) => {
                 self.coverage.cuts_during_recovery += 1;
+                if aimed_at_snapshots {
+                    self.snapshot_wires.remove(&id);
+                    self.coverage.cuts_in_snapshot_writes += 1;
+                }
                 self.event(&format!("node {id} lost power while booting: {why}"));
                 let until = Instant::now() + self.downtime();
                 self.down.insert(
@@ -530,6 +555,11 @@ impl World {
             .collect();
         for i in tripped {
             self.coverage.cuts_mid_operation += 1;
+            let trip = self.nodes[i].live.as_ref().and_then(|l| l.disk.trip());
+            if trip.is_some_and(|t| t.path.starts_with(SNAPSHOTS_DIR)) {
+                self.snapshot_wires.remove(&self.nodes[i].id);
+                self.coverage.cuts_in_snapshot_writes += 1;
+            }
             self.cut(&[i], CutScope::One).await;
         }
     }
@@ -586,6 +616,12 @@ impl World {
             );
             if self.victims.contains(&id) && self.faults.gen_bool(0.5) {
                 self.damage_at_rest(i);
+            }
+            if !self.snapshot_wires.contains_key(&id)
+                && self.snapshot_faults.gen_bool(SNAPSHOT_WIRE_ODDS)
+            {
+                let allowed = self.snapshot_faults.gen_range(0..12);
+                self.snapshot_wires.insert(id, allowed);
             }
         }
     }
@@ -750,6 +786,7 @@ impl World {
         for down in self.down.values_mut() {
             down.trip_after = None;
         }
+        self.snapshot_wires.clear();
         for node in &self.nodes {
             node.disk.disarm_faults();
             if let Some(live) = &node.live {

@@ -69,13 +69,14 @@ impl SimNode {
         &self.addr.peer
     }
 
-    /// Boots the next incarnation; `trip_after` arms the tripwire (cut at
-    /// that many mutating operations into the boot and after).
+    /// Boots the next incarnation; `wire` arms the tripwire: a cut at the
+    /// mutating operation under its path prefix that comes after that
+    /// many others there, in the boot or after.
     pub async fn boot(
         &mut self,
         net: &SimNet,
         config: &NodeConfig,
-        trip_after: Option<u64>,
+        wire: Option<(&str, u64)>,
         bug: Option<super::Bug>,
     ) -> Result<String, BootError> {
         self.incarnation += 1;
@@ -84,8 +85,8 @@ impl SimNode {
             incarnation: self.incarnation,
         };
         let disk = NodeDisk::new(self.disk.disk_ref());
-        if let Some(allowed) = trip_after {
-            disk.arm_tripwire(std::path::Path::new(""), allowed);
+        if let Some((prefix, allowed)) = wire {
+            disk.arm_tripwire(std::path::Path::new(prefix), allowed);
         }
         let transport = Arc::new(SimTransport::new(
             net.clone(),

@@ -93,6 +93,9 @@ pub struct Coverage {
     pub boots_refused: u64,
     /// Boots an injected EIO or ENOSPC failed (started again, no repair).
     pub boots_failed_on_io: u64,
+    /// Cuts a tripwire made inside a snapshot write (a build, or an
+    /// install being received), at boot or later.
+    pub cuts_in_snapshot_writes: u64,
     /// Offline repairs run on refusing nodes.
     pub repairs: u64,
     /// Nodes wiped and started again with `--rejoin`, as their refusal
@@ -146,6 +149,7 @@ impl Coverage {
         self.boots_refused += other.boots_refused;
         self.boots_failed_on_io += other.boots_failed_on_io;
         self.rejoins += other.rejoins;
+        self.cuts_in_snapshot_writes += other.cuts_in_snapshot_writes;
         self.repairs += other.repairs;
         for (k, v) in &other.disk_faults {
             *self.disk_faults.entry(*k).or_default() += v;
@@ -180,7 +184,7 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "power cuts {} (one {}, minority {}, majority {}, all nodes {}), during recovery {}, mid-operation {}, node incarnations ended {}",
+            "power cuts {} (one {}, minority {}, majority {}, all nodes {}), during recovery {}, mid-operation {}, in a snapshot write {}, node incarnations ended {}",
             self.cuts_total(),
             cuts(CutScope::One),
             cuts(CutScope::Minority),
@@ -188,6 +192,7 @@ impl fmt::Display for Coverage {
             cuts(CutScope::All),
             self.cuts_during_recovery,
             self.cuts_mid_operation,
+            self.cuts_in_snapshot_writes,
             self.node_power_cuts
         )?;
         writeln!(

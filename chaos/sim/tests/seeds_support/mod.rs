@@ -96,6 +96,10 @@ pub fn assert_cut_floors(coverage: &Coverage, cuts: u64, all_nodes: u64) {
     let all = coverage.cuts.get(&CutScope::All).copied().unwrap_or(0);
     assert!(all >= all_nodes, "{all} cuts of every node at once");
     assert!(coverage.cuts_during_recovery > 0 && coverage.cuts_mid_operation > 0);
+    assert!(
+        coverage.cuts_in_snapshot_writes > 0,
+        "no cut in a snapshot write"
+    );
     assert!(coverage.partitions > 0 && coverage.lossy_periods > 0);
     assert!(coverage.final_reads > 0 && coverage.acknowledged > 0);
 }
