@@ -95,7 +95,7 @@ fn acknowledging_before_fsync_is_caught_by_the_green_seeds() {
 /// The seeds of the CI range (`tests/seeds_3.rs`) searched for one that
 /// catches a deliberate bug.
 const CI_RANGE_START: u64 = 0;
-const CI_RANGE_END: u64 = 90;
+const CI_RANGE_END: u64 = 500;
 
 /// The first seed of the CI range whose run, with `bug` built in, breaks
 /// an invariant in the way named by `sign` (a part of the violation's
