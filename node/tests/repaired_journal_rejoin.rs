@@ -3,7 +3,7 @@
 //! entries), that never gets the cut entries back from the leader, or that
 //! serves objects differently afterwards; and against a cluster that, with
 //! the same committed record damaged on a majority, serves a state missing
-//! it instead of halting.
+//! it instead of halting, or stays halted when a node still holds it.
 
 mod api_support;
 
@@ -219,10 +219,21 @@ async fn follower_repaired_below_its_applied_state_refuses_votes_until_the_leade
     put_all(&cluster, &objects).await;
     let leader = cluster.wait_for_leader().await;
     let follower = (leader + 1) % 3;
+    let lagging = (leader + 2) % 3;
+    for i in 0..3 {
+        wait_holds(&cluster, i, &objects).await;
+    }
+    // The third node misses the next writes: its log ends below what the
+    // follower will hold.
+    let lagging_addrs = stop(&mut cluster, lagging).await;
+    let missed = objects_after("floor-missed", 200);
+    put_all(&cluster, &missed).await;
+    objects.extend(missed);
     wait_holds(&cluster, follower, &objects).await;
     let last_before = last_log_index(&cluster, follower).expect("the follower has a log");
 
     let follower_addrs = stop(&mut cluster, follower).await;
+    let leader_addrs = stop(&mut cluster, leader).await;
     let data_dir = cluster.nodes[follower].data_dir.clone();
     damage_record(&data_dir, &needle(&objects));
     lose_index(&data_dir);
@@ -239,10 +250,11 @@ async fn follower_repaired_below_its_applied_state_refuses_votes_until_the_leade
         "the floor is the last index the node held"
     );
 
-    // With the leader down, the repaired node and the intact follower
-    // would be a majority: the repaired node must refuse, so none is elected.
-    let leader_addrs = stop(&mut cluster, leader).await;
+    // With the leader down, the repaired node and the lagging one would be
+    // a majority. The lagging one lacks entries the repaired node held and
+    // acknowledged: the repaired node must refuse it, and not stand itself.
     restart(&mut cluster, follower, follower_addrs).await;
+    restart(&mut cluster, lagging, lagging_addrs).await;
     let first = status(&cluster, follower).await;
     assert!(!first.may_vote, "the repaired node may vote: {first:?}");
     assert!(below_floor(&first), "{:?}", first.vote_blockers);
@@ -252,15 +264,17 @@ async fn follower_repaired_below_its_applied_state_refuses_votes_until_the_leade
     assert_eq!(
         any_leader(&cluster),
         None,
-        "a leader was elected with the vote of a node below its vouch floor"
+        "a leader was elected with the vote of a node below its vouch floor, on a log missing entries it held"
     );
     let still = status(&cluster, follower).await;
     assert!(!still.may_vote && below_floor(&still), "{still:?}");
 
-    // The leader comes back; the two intact nodes elect one, which re-sends
-    // the entries the repair cut. Then the gate lifts.
+    // The leader comes back and is elected (it holds every entry the
+    // repaired node held), and re-sends the entries the repair cut. Then
+    // the gate lifts.
     restart(&mut cluster, leader, leader_addrs).await;
-    cluster.wait_for_leader().await;
+    let elected = cluster.wait_for_leader().await;
+    assert_eq!(elected, leader, "only the old leader holds every entry");
     wait_may_vote(&cluster, follower, floor).await;
 
     let more = objects_after("floor-after", 300);
@@ -514,14 +528,26 @@ async fn committed_record_repaired_on_a_majority_within_their_applied_state_serv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_record_repaired_on_a_majority_below_their_applied_state_halts_and_loses_nothing()
+async fn committed_record_repaired_on_a_majority_below_their_applied_state_elects_the_intact_node()
 {
     let (cluster, objects, damaged, _, last) = damage_a_majority(Majority::RepairedIndexLost).await;
+    // The repaired nodes stay below their floors and do not stand, but they
+    // grant their vote to a candidate at least as up to date as the log
+    // they held: the intact node, which sends them the cut entries.
     let leader = assert_halts_or_serves_everything(&cluster, &objects, damaged, last, false).await;
-    // Deadlocked, not lost: the intact node cannot be elected without a
-    // vote of a repaired one, and they wait for a leader to send them the
-    // entries above their floor. Every object stays on the intact node;
-    // restoring from a backup is the documented way out.
-    assert_eq!(leader, None, "elected with a majority below its floor");
+    let leader = leader.expect("no leader: the intact node was never elected");
+    let intact = (0..3)
+        .find(|i| !damaged.contains(i))
+        .expect("an intact node");
+    assert_eq!(
+        leader, cluster.nodes[intact].id,
+        "only the intact node can win"
+    );
+    for i in damaged {
+        wait_may_vote(&cluster, i, last).await;
+        wait_holds(&cluster, i, &objects).await;
+        assert_node_serves(&cluster, i, &objects);
+    }
+    put_all(&cluster, &objects_after("majority-after", 700)).await;
     cluster.stop().await;
 }

@@ -29,7 +29,8 @@
 //! The vouch floor is set by `finkfs fsck --repair` when it cut damaged
 //! entries out of the journal: the last log index the node held before.
 //! Until its log again reaches it, the node may lack entries it had
-//! acknowledged, so it must not vote (see `vote_gate`).
+//! acknowledged, so it must not vote, except for a candidate at least as up
+//! to date as the log it held (see `vote_gate`).
 //!
 //! The tail floor is saved before a torn tail is cut: the highest index the
 //! cut bytes could have held. Damage at rest to the last synced records

@@ -12,6 +12,16 @@
 //!   from a leader through the log-matching check, and a leader holds every
 //!   entry committed before it: the node holds every committed entry it
 //!   could have helped commit, so its vote is again sound.
+//!   Before that, the node grants its vote to a candidate whose last log id
+//!   is at least (V, floor), V being the term of the vote saved when the
+//!   store opened ([`VoteGate::blockers_for_candidate`]). V bounds the term
+//!   T of the entry the node held at the floor (a node saves a leader's vote
+//!   before it takes that leader's entries), so such a candidate is at least
+//!   as up to date as the log the node held before the damage, (T, floor):
+//!   the node checks it exactly as Raft's election restriction would have
+//!   with that log, and that is what protects every committed entry it
+//!   acknowledged. Without this, a majority repaired below its applied
+//!   state could never elect the one node that still holds every entry.
 //! * a lost vote (both meta copies damaged, or a data directory wiped): the
 //!   node no longer knows in which terms it voted, nor what it
 //!   acknowledged. It rejoins when (1) it has accepted a leader after the
@@ -70,6 +80,10 @@ struct GateState {
     fixed: Vec<VoteBlocker>,
     /// The node may not vote while its log ends below this index.
     floor: Option<u64>,
+    /// The term of the vote saved when the store opened: no entry the node
+    /// held before then has a higher term. With the floor, the least log id
+    /// a candidate needs to have the vote despite the floor.
+    opened_vote_term: Option<u64>,
     /// The same for a torn tail, which the other voters' answers can lower.
     tail: Option<u64>,
     /// Once every other voter answered: the highest last log id among the
@@ -94,11 +108,13 @@ impl VoteGate {
         floor: Option<u64>,
         lost: Option<Lost>,
     ) -> VoteGate {
+        let opened_vote_term = shared.lock().vote.map(|vote| vote.leader_id.term);
         VoteGate {
             shared,
             state: Mutex::new(GateState {
                 fixed,
                 floor,
+                opened_vote_term,
                 tail: None,
                 tail_peers_last: None,
                 lost: lost.map(|why| (why, None)),
@@ -157,12 +173,26 @@ impl VoteGate {
     /// `candidate_last`; empty when it may. As [`VoteGate::blockers`], but
     /// a tail floor the other voters answered for does not refuse a
     /// candidate at least as up to date as all of them.
+    /// Nor does a vouch floor refuse a candidate whose last log id is at
+    /// least (V, floor), V the term of the vote saved at open (see the
+    /// module docs).
     pub fn blockers_for_candidate(&self, candidate_last: Option<&LogId>) -> Vec<VoteBlocker> {
         let mut blockers = self.blockers();
-        let peers_last = self.lock().tail_peers_last;
+        let (peers_last, floor_needs) = {
+            let state = self.lock();
+            let floor_needs = state.floor.zip(state.opened_vote_term);
+            (state.tail_peers_last, floor_needs)
+        };
         if let Some(peers_last) = peers_last {
             if candidate_last.is_some_and(|candidate| *candidate >= peers_last) {
                 blockers.retain(|b| !matches!(b, VoteBlocker::BelowTailFloor { .. }));
+            }
+        }
+        if let (Some((floor, vote_term)), Some(candidate)) = (floor_needs, candidate_last) {
+            // Compared as (term, index), the order of Raft's election
+            // restriction; the leader's node id plays no part in it.
+            if (candidate.leader_id.term, candidate.index) >= (vote_term, floor) {
+                blockers.retain(|b| !matches!(b, VoteBlocker::BelowVouchFloor { .. }));
             }
         }
         blockers
@@ -275,6 +305,34 @@ mod tests {
         // A leader truncating uncommitted entries later does not bring it back.
         gate.shared.lock().last = Some(log_id(7));
         assert!(gate.may_vote());
+    }
+
+    #[test]
+    fn below_the_vouch_floor_only_a_candidate_as_up_to_date_as_the_held_log_has_the_vote() {
+        let shared = Arc::new(Shared::new(SharedState {
+            last: Some(log_id(5)),
+            vote: Some(Vote::new_committed(3, 1)),
+            ..SharedState::default()
+        }));
+        let gate = VoteGate::new(shared, Vec::new(), Some(9), None);
+        let at = |term: u64, index: u64| LogId::new(LeaderId::new(term, 2), index);
+        let refused = |candidate: LogId| !gate.blockers_for_candidate(Some(&candidate)).is_empty();
+        assert!(refused(at(3, 8)), "the vote's term, below the floor");
+        assert!(refused(at(2, 40)), "an older term, however long");
+        assert!(!refused(at(3, 9)), "the vote's term, at the floor");
+        assert!(!refused(at(4, 1)), "a newer term than any entry held");
+        assert!(!gate.blockers_for_candidate(None).is_empty());
+        assert!(!gate.may_vote(), "it does not stand for election itself");
+        // The vote the node grants later does not move the bound.
+        gate.shared.lock().vote = Some(Vote::new_committed(7, 2));
+        assert!(!refused(at(3, 9)));
+    }
+
+    #[test]
+    fn vouch_floor_without_a_saved_vote_refuses_every_candidate() {
+        let gate = gate(Some(5), Some(9), None);
+        let candidate = LogId::new(LeaderId::new(50, 2), 90);
+        assert_eq!(gate.blockers_for_candidate(Some(&candidate)).len(), 1);
     }
 
     #[test]

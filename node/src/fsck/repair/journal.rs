@@ -225,7 +225,7 @@ fn save_floor(
         &dirs.meta,
         None,
         format!(
-            "vouch floor {floor} saved: the node will not vote until its log reaches index {floor} again"
+            "vouch floor {floor} saved: until its log reaches index {floor} again, the node does not stand for election and votes only for a candidate whose log reaches it"
         ),
     ));
     work.pending.push(format!(
