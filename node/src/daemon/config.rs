@@ -20,6 +20,7 @@
 //! election_timeout_min_ms = 1000
 //! election_timeout_max_ms = 2000
 //! snapshot_every_entries = 50000
+//! journal_segment_bytes = 67108864
 //!
 //! [apply]
 //! sync_entries = 1024
@@ -57,6 +58,10 @@ pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
 pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 1000;
 /// Default longest election timeout.
 pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 2000;
+/// Default size at which the journal starts a new segment (64 MiB).
+pub const JOURNAL_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// Smallest segment size accepted: a segment header and a small record.
+pub const JOURNAL_SEGMENT_BYTES_MIN: u64 = 4096;
 /// Default number of entries applied between two snapshots.
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 50_000;
 /// Default entries applied between two durable syncs of the state machine.
@@ -122,6 +127,11 @@ pub struct Flags {
     /// Entries applied between two snapshots.
     #[arg(long)]
     pub snapshot_every_entries: Option<u64>,
+    /// Size at which the journal starts a new segment, in bytes (a record
+    /// larger than this gets a segment of its own). Purging frees whole
+    /// segments, so smaller segments give disk space back sooner.
+    #[arg(long)]
+    pub journal_segment_bytes: Option<u64>,
     /// Entries applied between two durable syncs of the state machine.
     #[arg(long)]
     pub apply_sync_entries: Option<u64>,
@@ -214,6 +224,7 @@ struct FileRaft {
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
     snapshot_every_entries: Option<u64>,
+    journal_segment_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -234,6 +245,9 @@ pub struct RaftSettings {
     pub election_timeout_max_ms: u64,
     /// Entries applied between two snapshots.
     pub snapshot_every_entries: u64,
+    /// The journal starts a new segment when the next record would take
+    /// the current one past this many bytes.
+    pub journal_segment_bytes: u64,
 }
 
 /// How often the state machine makes what it applied durable.
@@ -423,6 +437,10 @@ fn merge(flags: Flags, file: FileConfig) -> Result<NodeConfig, ConfigError> {
             .snapshot_every_entries
             .or(file.raft.snapshot_every_entries)
             .unwrap_or(SNAPSHOT_EVERY_ENTRIES_DEFAULT),
+        journal_segment_bytes: flags
+            .journal_segment_bytes
+            .or(file.raft.journal_segment_bytes)
+            .unwrap_or(JOURNAL_SEGMENT_BYTES_DEFAULT),
     };
     let apply = ApplySettings {
         sync_entries: flags
@@ -522,6 +540,12 @@ fn check(config: &NodeConfig) -> Result<(), ConfigError> {
                 "must exceed election_timeout_min_ms ({})",
                 raft.election_timeout_min_ms
             ),
+        );
+    }
+    if raft.journal_segment_bytes < JOURNAL_SEGMENT_BYTES_MIN {
+        return invalid(
+            "journal_segment_bytes",
+            format!("must be at least {JOURNAL_SEGMENT_BYTES_MIN}"),
         );
     }
     if config.apply.sync_entries == 0 {
@@ -670,6 +694,31 @@ mod tests {
         let mut zero_rate = flags();
         zero_rate.scrub_rate_mib = Some(0);
         assert!(merge(zero_rate, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn journal_segment_size_comes_from_flag_or_file_and_has_a_floor() {
+        let defaults = merge(flags(), FileConfig::default()).unwrap();
+        assert_eq!(
+            defaults.raft.journal_segment_bytes,
+            JOURNAL_SEGMENT_BYTES_DEFAULT
+        );
+        let file = parse_file("[raft]\njournal_segment_bytes = 1048576\n").unwrap();
+        let from_file = merge(flags(), file.clone()).unwrap();
+        assert_eq!(from_file.raft.journal_segment_bytes, 1 << 20);
+        let mut flagged = flags();
+        flagged.journal_segment_bytes = Some(65536);
+        assert_eq!(
+            merge(flagged, file).unwrap().raft.journal_segment_bytes,
+            65536
+        );
+        let mut tiny = flags();
+        tiny.journal_segment_bytes = Some(JOURNAL_SEGMENT_BYTES_MIN - 1);
+        let refused = merge(tiny, FileConfig::default()).unwrap_err();
+        assert!(
+            refused.to_string().contains("journal_segment_bytes"),
+            "{refused}"
+        );
     }
 
     #[test]

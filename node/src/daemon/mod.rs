@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use finkfs_raft::journal::JournalOptions;
 use finkfs_raft::log_store::{LogStoreError, LogStoreOptions, OpenReport, WriterRun};
 use finkfs_raft::network::{serve_peer, PeerChannels, PeerOptions, PeerTransport};
 use finkfs_raft::types::{GroupId, NodeId, Raft};
@@ -305,6 +306,10 @@ fn log_store_options(config: &NodeConfig) -> LogStoreOptions {
             WriterRun::Task
         } else {
             WriterRun::Thread
+        },
+        journal: JournalOptions {
+            segment_bytes_max: config.raft.journal_segment_bytes,
+            ..JournalOptions::default()
         },
         ..LogStoreOptions::default()
     }

@@ -36,6 +36,7 @@ pub fn node_config(id: u64, data_dir: PathBuf) -> NodeConfig {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             snapshot_every_entries: 10_000,
+            journal_segment_bytes: finkfs_node::daemon::config::JOURNAL_SEGMENT_BYTES_DEFAULT,
         },
         apply: ApplySettings {
             sync_entries: 64,

@@ -1235,6 +1235,7 @@ fn node_config(id: NodeId) -> NodeConfig {
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
             snapshot_every_entries: 64,
+            journal_segment_bytes: finkfs_node::daemon::config::JOURNAL_SEGMENT_BYTES_DEFAULT,
         },
         apply: ApplySettings {
             sync_entries: 16,
