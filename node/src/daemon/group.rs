@@ -186,7 +186,10 @@ pub async fn open_group(
         write_timeout: config.write_timeout,
         ..ApiOptions::default()
     };
-    let (blockers_shown, vote_blockers) = watch::channel(vote_watch::shown(&vote_gate));
+    // Starts from what openraft was configured with, not from the gate as
+    // it is now: a blocker that lifted during the start (a vouch floor met
+    // by the applied state) must still turn elections back on.
+    let (blockers_shown, vote_blockers) = watch::channel(initial_blockers.clone());
     let client_service = ClientService::new(
         config.id,
         GROUP,
