@@ -212,8 +212,9 @@ fn read_content(
     findings: &mut Findings,
 ) -> Result<IndexContent, IndexError> {
     let view = index.view()?;
-    if let Err(error) = view.applied() {
-        report_value(error, path, findings);
+    match view.applied() {
+        Ok(applied) => findings.applied_index = applied.map(|a| a.index),
+        Err(error) => report_value(error, path, findings),
     }
     if let Err(error) = view.membership() {
         report_value(error, path, findings);

@@ -182,6 +182,9 @@ pub fn check_data_dir(
 pub(crate) struct Findings {
     pub totals: Totals,
     pub problems: Vec<Problem>,
+    /// The log index the group's index applied, when it could be read (set
+    /// by the index check; the snapshot check of the same group needs it).
+    pub applied_index: Option<u64>,
 }
 
 impl Findings {

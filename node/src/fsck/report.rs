@@ -103,6 +103,10 @@ pub enum ProblemKind {
     Leftover,
     /// A sector the disk could not read (EIO): a latent sector error.
     Unreadable,
+    /// Log entries `from` to `to` that no structure of the node holds:
+    /// purged from the journal, beyond the newest snapshot and beyond what
+    /// the index applied. The node cannot start; it must rejoin.
+    EntriesLost { from: u64, to: u64 },
 }
 
 impl ProblemKind {
@@ -135,6 +139,7 @@ impl ProblemKind {
             ProblemKind::MissingFile => "missing_file",
             ProblemKind::Leftover => "leftover",
             ProblemKind::Unreadable => "unreadable",
+            ProblemKind::EntriesLost { .. } => "entries_lost",
         }
     }
 }

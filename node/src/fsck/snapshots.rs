@@ -16,11 +16,13 @@ use super::{first_unreadable, is_medium_error, list, Findings, FsckError, Progre
 const INCOMING_DIR: &str = "incoming";
 
 /// Checks the snapshots of a group whose journal was purged through
-/// `purged` (from the meta store).
+/// `purged` (from the meta store) and whose index applied up to `applied`
+/// (None when the index could not be read).
 pub(crate) fn check(
     disk: &DiskRef,
     dir: &Path,
     purged: Option<u64>,
+    applied: Option<u64>,
     findings: &mut Findings,
     progress: &mut dyn Progress,
 ) -> Result<(), FsckError> {
@@ -52,14 +54,36 @@ pub(crate) fn check(
             Some(last) if last < purged => format!("the journal was purged through {purged}, but the newest snapshot covers only up to {last}"),
             Some(_) => return Ok(()),
         };
-        findings.push(snapshot_problem(
-            ProblemKind::MissingFile,
-            dir,
-            None,
-            detail,
-        ));
+        findings.push(uncovered_purge(dir, purged, newest, applied, detail));
     }
     Ok(())
+}
+
+/// The problem of a purge no snapshot covers. When the index applied the
+/// purged entries, the node builds a new snapshot from it at start; when
+/// it did not, the entries in between are on no structure of this node
+/// (the start refuses, as `StateMachineError::PurgedBeyondSnapshot`).
+fn uncovered_purge(
+    dir: &Path,
+    purged: u64,
+    newest: Option<u64>,
+    applied: Option<u64>,
+    detail: String,
+) -> Problem {
+    match applied {
+        Some(applied) if applied < purged => {
+            let from = newest.max(Some(applied)).map_or(0, |last| last + 1);
+            snapshot_problem(
+                ProblemKind::EntriesLost { from, to: purged },
+                dir,
+                None,
+                format!(
+                    "{detail}, and the index applied only up to {applied}: entries {from}..={purged} are on no structure of this node, which cannot start; wipe its group directory and start it with --rejoin"
+                ),
+            )
+        }
+        _ => snapshot_problem(ProblemKind::MissingFile, dir, None, detail),
+    }
 }
 
 fn leftover(path: &Path) -> Problem {
@@ -178,4 +202,40 @@ fn whole_file_hash(file: &finkfs_seam::FileRef, len: u64) -> std::io::Result<[u8
         at += step;
     }
     Ok(*hasher.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uncovered(newest: Option<u64>, applied: Option<u64>) -> Problem {
+        uncovered_purge(Path::new("snaps"), 40, newest, applied, "purged".into())
+    }
+
+    #[test]
+    fn a_purge_the_index_applied_is_a_missing_snapshot_the_node_rebuilds() {
+        assert_eq!(uncovered(None, Some(40)).kind, ProblemKind::MissingFile);
+        assert_eq!(uncovered(Some(10), Some(55)).kind, ProblemKind::MissingFile);
+    }
+
+    #[test]
+    fn a_purge_beyond_the_snapshot_and_the_index_is_entries_lost() {
+        let lost = uncovered(Some(10), Some(25));
+        assert_eq!(lost.kind, ProblemKind::EntriesLost { from: 26, to: 40 });
+        assert!(lost.detail.contains("--rejoin"), "{}", lost.detail);
+        assert!(lost.kind.is_damage());
+        assert_eq!(
+            uncovered(Some(30), Some(25)).kind,
+            ProblemKind::EntriesLost { from: 31, to: 40 }
+        );
+        assert_eq!(
+            uncovered(None, Some(0)).kind,
+            ProblemKind::EntriesLost { from: 1, to: 40 }
+        );
+    }
+
+    #[test]
+    fn an_unreadable_index_leaves_the_question_to_its_repair() {
+        assert_eq!(uncovered(None, None).kind, ProblemKind::MissingFile);
+    }
 }

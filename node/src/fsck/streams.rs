@@ -152,10 +152,11 @@ fn merge(
         let store = stores
             .next()
             .expect("the store stream checked this group")?;
+        let applied = store.applied_index;
         all.absorb(log.findings);
         all.absorb(store);
         let dir = group.join(SNAPSHOTS_DIR);
-        snapshots::check(disk, &dir, log.purged, &mut all, progress)?;
+        snapshots::check(disk, &dir, log.purged, applied, &mut all, progress)?;
         all.totals.groups += 1;
     }
     Ok(all)

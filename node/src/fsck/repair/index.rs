@@ -98,7 +98,7 @@ pub(super) fn repair(
                 }
             }
             work.pending.push(format!(
-                "{}: no intact snapshot and the log was purged: the node starts empty, stays out of elections, and gets a snapshot from the leader (start it without --initial-member)",
+                "{}: no intact snapshot and the log was purged: nothing of the node's state is left; start it with --rejoin (and without --initial-member): it then stays out of elections until the leader has sent it a snapshot and caught it up. Without --rejoin an empty node would vote as a new one",
                 group.display()
             ));
         }
