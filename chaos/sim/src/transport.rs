@@ -14,7 +14,9 @@
 //! stream: its chunks arrive in order (each waits for the previous, as on a
 //! TCP connection), and a lost chunk resets the connection: the receiver
 //! reads `UNAVAILABLE` and discards its partial file, the sender gets
-//! `UNAVAILABLE`.
+//! `UNAVAILABLE`. A receiver that loses power before it replies fails the
+//! sender's call once the keepalive has found the connection dead, and its
+//! reply is carried like any other.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -220,10 +222,19 @@ impl PeerTransport for SimTransport {
                 )));
             }
             let Some(reply) = handled else {
-                return std::future::pending().await;
+                // The receiver lost power before it replied: nothing more
+                // comes back on this connection, and the sender's HTTP/2
+                // keepalive finds it dead. (Waiting instead for the
+                // sender's install deadline, half an hour, would leave the
+                // leader replicating nothing to that follower meanwhile.)
+                tokio::time::sleep(KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT).await;
+                return Err(connection_dead(&to));
             };
-            if !travel(&net, &to, &from, "SnapshotReply").await {
-                return std::future::pending().await;
+            match carry(&net, &to, &from, "SnapshotReply").await {
+                Carried::Arrived => {}
+                // The sender itself lost power: nobody waits for the reply.
+                Carried::HostOff => return std::future::pending().await,
+                Carried::ConnectionDead => return Err(connection_dead(&to)),
             }
             drop(sender);
             reply
