@@ -241,3 +241,56 @@ async fn both_meta_copies_lost_start_safely_without_a_vote() {
         .await
         .contains(&VoteBlocker::VoteLost));
 }
+
+/// The last segment with nothing that verifies (header and every record
+/// zeroed) says nothing of the indices it held but its file name, and no
+/// later segment says where it ended. The repair takes it to quarantine
+/// whole (the journal cannot cut inside it) and saves a vouch floor at
+/// least as high as anything it could have held: it must not leave the
+/// node DAMAGED for good, nor let it vote on the shorter log.
+#[tokio::test]
+async fn segment_with_nothing_readable_is_moved_out_behind_a_floor() {
+    let (sim, _) = built_sim(46).await;
+    let all = segments(&sim);
+    let last_before = blockers_and_last(&sim).await;
+    let victim = all[all.len() - 1].clone();
+    let len = sim.current_bytes(&victim).unwrap().len() as u64;
+    for sector in 0..len.div_ceil(512) {
+        sim.zero_sector(&victim, sector).unwrap();
+    }
+    let report = repair_sim(&sim);
+    assert_eq!(report.status, RepairStatus::SafeToStart, "{report:#?}");
+    let moved = actions(&report, "quarantined");
+    assert!(
+        moved.iter().any(|a| Path::new(&a.file) == victim),
+        "{report:#?}"
+    );
+    assert_eq!(quarantined(&sim, &victim), vec![0u8; len as usize]);
+    let floor = saved_state(&sim).vouch_floor.expect("a vouch floor");
+    assert!(
+        floor >= last_before,
+        "floor {floor} below the last index held, {last_before}"
+    );
+    let blockers = blockers_on_open(&sim).await;
+    assert!(
+        blockers
+            .iter()
+            .any(|b| matches!(b, VoteBlocker::BelowVouchFloor { .. })),
+        "{blockers:?}"
+    );
+    assert!(
+        !blockers
+            .iter()
+            .any(|b| matches!(b, VoteBlocker::JournalDamaged { .. })),
+        "{blockers:?}"
+    );
+}
+
+/// The last index the journal holds, before any damage.
+async fn blockers_and_last(sim: &SimDisk) -> u64 {
+    let (store, report) =
+        JournalLogStore::open(sim.disk_ref(), Path::new(GROUP), LogStoreOptions::default())
+            .expect("the log store opens");
+    store.close().await.expect("close");
+    report.journal.last.expect("a journal with records").0
+}

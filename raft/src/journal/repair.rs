@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::{segment, Journal, JournalError};
+use super::{record, segment, Journal, JournalError};
 
 impl Journal {
     /// The lowest index, from the first the journal holds, that cannot be
@@ -25,6 +25,32 @@ impl Journal {
             expected = entry.index + 1;
         }
         [lost, gap].into_iter().flatten().min()
+    }
+
+    /// Where damage that no index could be put on lies (a segment whose
+    /// header and records are all unreadable: nothing says which indices it
+    /// held): the first index of the earliest of `files` that is a segment
+    /// of this journal (its file name says it), and the highest index that
+    /// segment could have held: one less than the next segment's first
+    /// index, or, for the last segment, what its length leaves room for at
+    /// one record header per record. None when no file is such a segment
+    /// or it has no room for a record.
+    pub fn damaged_segment_span(&self, files: &[PathBuf]) -> Option<(u64, u64)> {
+        let state = self.state();
+        let (first, segment) = state
+            .segments
+            .iter()
+            .find(|(_, segment)| files.contains(&segment.path))?;
+        let last = match state.segments.range(first + 1..).next() {
+            Some((next, _)) => next.checked_sub(1)?,
+            None => {
+                let len = segment.file.len().ok()?;
+                let records_max =
+                    len.saturating_sub(segment::HEADER_BYTES as u64) / record::HEADER_BYTES as u64;
+                first.checked_add(records_max.checked_sub(1)?)?
+            }
+        };
+        (last >= *first).then_some((*first, last))
     }
 
     /// Every segment file whose records reach `index` or beyond, oldest

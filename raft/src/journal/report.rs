@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The outcome of scanning a journal directory.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -96,6 +96,19 @@ pub enum Damage {
     /// A purge marker that does not verify; `open` removes it, so purged
     /// records of the oldest segment become readable again (they verify).
     BadPurgeMarker { file: PathBuf, reason: String },
+}
+
+impl Damage {
+    /// The file the damage is in.
+    pub fn file(&self) -> &Path {
+        match self {
+            Damage::CorruptRecord { file, .. }
+            | Damage::Gap { file, .. }
+            | Damage::ChainBreak { file, .. }
+            | Damage::BadSegmentHeader { file, .. }
+            | Damage::BadPurgeMarker { file, .. } => file,
+        }
+    }
 }
 
 impl fmt::Display for Damage {

@@ -6,7 +6,7 @@
 //! has grown back past what it held (see the module docs of `repair`).
 //! Opening the meta store rewrites a damaged copy from the good one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use finkfs_raft::entry_codec::decode_entry;
@@ -55,9 +55,14 @@ pub(super) fn repair(
         // Before the cut: once cut, nothing says the node may have held them.
         save_tail_floor(&mut meta, floor, dirs, work)?;
     }
-    let (mut journal, _) = recovered
+    let (mut journal, opened) = recovered
         .finish()
         .map_err(|e| journal_error(&dirs.journal, e))?;
+    let damaged_files: Vec<PathBuf> = opened
+        .damage
+        .iter()
+        .map(|d| d.file().to_path_buf())
+        .collect();
     for problem in journal_problems {
         if let ProblemKind::TornTail { bytes } = problem.kind {
             work.actions.push(RepairAction::new(
@@ -69,7 +74,7 @@ pub(super) fn repair(
             ));
         }
     }
-    let cut = cut_damage(&mut journal, quarantine, work)?;
+    let cut = cut_damage(&mut journal, &damaged_files, quarantine, work)?;
     let last = match cut {
         Some(_) => last_log_id(&journal, &dirs.journal)?,
         None => None,
@@ -90,9 +95,13 @@ pub(super) fn repair(
 
 /// Cuts the journal before its first damaged record, after copying every
 /// segment from there on into quarantine; the vouch floor (the highest
-/// index held before) when it cut.
+/// index held before) when it cut. Damage that no index could be put on
+/// (`damaged_files`: a segment whose header and records are all
+/// unreadable) is cut from the first index of its segment, with a floor as
+/// high as that segment could have reached.
 fn cut_damage(
     journal: &mut Journal,
+    damaged_files: &[PathBuf],
     quarantine: &mut Quarantine,
     work: &mut Work,
 ) -> Result<Option<u64>, FsckError> {
@@ -113,14 +122,53 @@ fn cut_damage(
             ),
         ));
     }
-    let Some(first_bad) = journal.first_damaged_index() else {
+    let unplaced = match journal.first_damaged_index() {
+        Some(_) => None,
+        None => journal.damaged_segment_span(damaged_files),
+    };
+    let Some(first_bad) = journal
+        .first_damaged_index()
+        .or(unplaced.map(|(first, _)| first))
+    else {
         return Ok(None);
     };
-    let held = [journal.last().map(|(index, _)| index), Some(first_bad)]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(first_bad);
+    let held = [
+        journal.last().map(|(index, _)| index),
+        Some(first_bad),
+        unplaced.map(|(_, last)| last),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(first_bad);
+    if unplaced.is_some() {
+        // No record of the damaged segment verifies, so the journal cannot
+        // cut inside it: it and every later segment move to quarantine
+        // whole, and the leader sends their entries again.
+        for file in journal.segment_files_from(first_bad) {
+            let moved = quarantine.move_in(&file)?;
+            work.actions.push(RepairAction::new(
+                Structure::Journal,
+                "quarantined",
+                &file,
+                None,
+                format!(
+                    "moved to {}: no index of the damaged segment can be read, so it and the segments after it are taken out whole",
+                    moved.display()
+                ),
+            ));
+        }
+        work.actions.push(RepairAction::new(
+            Structure::Journal,
+            "truncated",
+            &dir,
+            None,
+            format!(
+                "every record from index {first_bad} on was taken out (the journal held up to {held} at most); the leader sends them again"
+            ),
+        ));
+        return Ok(Some(held));
+    }
     for file in journal.segment_files_from(first_bad) {
         let copy = quarantine.copy_in(&file)?;
         work.actions.push(RepairAction::new(
