@@ -146,3 +146,47 @@ async fn damaged_snapshot_is_quarantined_and_the_node_may_start() {
         .damage()
         .all(|p| p.structure == Structure::Snapshots && p.kind == ProblemKind::MissingFile));
 }
+
+/// The index damaged, no intact snapshot, the log purged: nothing on the
+/// node can rebuild its state, so the repair takes the log and vote too.
+/// The node must then not look new (a new node votes with an empty log):
+/// the repair leaves a `REJOIN` marker, and the log store opens as a wiped
+/// member without a vote even when the node is started without --rejoin.
+#[tokio::test]
+async fn index_without_a_snapshot_behind_a_purged_log_leaves_a_wiped_member_that_does_not_vote() {
+    let (sim, _) = built_sim(65).await;
+    for snapshot in files_under(&sim, SNAPSHOTS) {
+        sim.disk_ref().remove(&snapshot).unwrap();
+    }
+    let index = Path::new(INDEX);
+    let len = sim.current_bytes(index).unwrap().len() as u64;
+    sim.flip_bit(index, (len / 2) * 8).unwrap();
+    for at in find_all(&sim, index, b"FMAN") {
+        sim.flip_bit(index, (at + 8) * 8).unwrap();
+    }
+
+    let report = repair_sim(&sim);
+    assert_eq!(report.status, RepairStatus::SafeToStart, "{report:#?}");
+    assert!(
+        report.actions.iter().any(|a| a.action == "marked_rejoin"),
+        "{report:#?}"
+    );
+    let marker = Path::new(GROUP).join(finkfs_raft::log_store::REJOIN_MARKER);
+    assert!(sim.file_paths().contains(&marker), "no marker");
+    assert!(files_under(&sim, JOURNAL).is_empty() && files_under(&sim, META).is_empty());
+
+    let (store, _) = finkfs_raft::log_store::JournalLogStore::open(
+        sim.disk_ref(),
+        Path::new(GROUP),
+        finkfs_raft::log_store::LogStoreOptions::default(),
+    )
+    .expect("the log store opens");
+    let blockers = store.vote_blockers();
+    assert!(
+        blockers
+            .iter()
+            .any(|b| matches!(b, finkfs_raft::log_store::VoteBlocker::DataDirWiped { .. })),
+        "an emptied node would vote: {blockers:?}"
+    );
+    store.close().await.unwrap();
+}

@@ -483,3 +483,107 @@ async fn lost_purge_point_with_unapplied_entries_before_the_journal_clears_it_be
     );
     store.close().await.unwrap();
 }
+
+/// Writes 40 entries and flips a bit in an early record (index 1): damage
+/// followed by valid records, which no crash explains.
+async fn early_record_damaged(disk: &SimDisk) {
+    let mut store = open_voted(disk).await;
+    store.blocking_append(entries(0..40)).await.unwrap();
+    store.close().await.unwrap();
+    let segment = files_in(disk, "journal").into_iter().min().unwrap();
+    disk.flip_bit(&segment, 8 * 400 + 3).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_the_state_machine_applied_is_purged_and_the_node_votes_with_every_later_entry() {
+    let disk = SimDisk::new(32);
+    early_record_damaged(&disk).await;
+
+    let (mut store, report) = open_applied(&disk, Some(log_id(25)));
+    assert!(!report.journal.is_clean(), "the damage is still reported");
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(25)));
+    assert_eq!(state.last_log_id, Some(log_id(39)));
+    let kept = held_entries(&mut store).await;
+    assert_eq!(kept, entries(26..40), "the intact entries after it stay");
+    store.close().await.unwrap();
+
+    // Saved: the next open, without an applied id, finds it purged.
+    let (mut store, _) = open_applied(&disk, None);
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    assert_eq!(
+        store.get_log_state().await.unwrap().last_purged_log_id,
+        Some(log_id(25))
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_above_the_applied_index_still_blocks_voting() {
+    let disk = SimDisk::new(33);
+    early_record_damaged(&disk).await;
+
+    let (mut store, _) = open_applied(&disk, Some(log_id(0)));
+    assert!(store
+        .vote_blockers()
+        .iter()
+        .any(|b| matches!(b, VoteBlocker::JournalDamaged { .. })));
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, None, "nothing was purged");
+    let _ = store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoin_marker_keeps_a_wiped_member_from_voting_across_restarts_until_it_caught_up() {
+    let disk = SimDisk::new(34);
+    let marker = Path::new(DIR).join(finkfs_raft::log_store::REJOIN_MARKER);
+    disk.disk_ref().create_dir_all(Path::new(DIR)).unwrap();
+    finkfs_seam::write_file_atomic(&*disk.disk_ref(), &marker, b"rejoin\n").unwrap();
+    let wiped = |store: &JournalLogStore| {
+        matches!(
+            store.vote_blockers().as_slice(),
+            [VoteBlocker::DataDirWiped { .. }]
+        )
+    };
+
+    // Not started with --rejoin (default options), yet no vote.
+    let (mut store, _) = open(&disk);
+    assert!(wiped(&store), "{:?}", store.vote_blockers());
+    // A leader's entries arrive, part of the way, then a restart.
+    let vote = Vote::from_leader_id(LeaderId::new(9, 1), true);
+    store.save_vote(&vote).await.unwrap();
+    store.blocking_append(entries(0..5)).await.unwrap();
+    store.close().await.unwrap();
+    let (mut store, _) = open(&disk);
+    assert!(wiped(&store), "a partial log let it vote");
+
+    // The leader says its commit index is 9; once the log reaches it the
+    // node votes, and the next state save removes the marker.
+    store.vote_gate().leader_commit(Some(9));
+    store.blocking_append(entries(5..10)).await.unwrap();
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    store.save_vote(&vote).await.unwrap();
+    store.close().await.unwrap();
+    assert!(!disk.file_paths().contains(&marker), "the marker stayed");
+    let (store, _) = open(&disk);
+    assert!(store.may_vote(), "{:?}", store.vote_blockers());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoin_on_an_empty_log_writes_the_marker() {
+    let disk = SimDisk::new(35);
+    let options = LogStoreOptions {
+        member_of_existing_cluster: true,
+        ..options()
+    };
+    let (store, _) = JournalLogStore::open(disk.disk_ref(), Path::new(DIR), options).unwrap();
+    assert!(matches!(
+        store.vote_blockers().as_slice(),
+        [VoteBlocker::DataDirWiped { .. }]
+    ));
+    store.close().await.unwrap();
+    let marker = Path::new(DIR).join(finkfs_raft::log_store::REJOIN_MARKER);
+    assert!(disk.file_paths().contains(&marker));
+}

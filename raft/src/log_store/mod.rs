@@ -51,6 +51,13 @@ use writer::{EncodedEntry, Queued, Reply, Request};
 pub const JOURNAL_DIR: &str = "journal";
 /// Subdirectory of the meta store.
 pub const META_DIR: &str = "meta";
+/// A file in the log store's directory that marks the node a member of a
+/// cluster that exists, whatever its settings say: `finkfs fsck --repair`
+/// writes it when it had to take the whole log and vote away. While the
+/// log is empty the node is then a wiped member (`DataDirWiped`: no vote
+/// until caught up), as with `--rejoin`; the first open that finds a log
+/// removes it.
+pub const REJOIN_MARKER: &str = "REJOIN";
 /// Most write requests queued for the writer thread; `append` and the other
 /// writes wait (asynchronously) for room beyond it.
 pub const WRITE_QUEUE_DEPTH_MAX: usize = 256;

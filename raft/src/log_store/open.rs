@@ -16,7 +16,8 @@ use super::shared::{Shared, SharedState};
 use super::vote_gate::{Lost, VoteGate};
 use super::writer::{Writer, WriterRun};
 use super::{
-    JournalLogStore, LogStoreOptions, WriterHandle, JOURNAL_DIR, META_DIR, WRITE_QUEUE_DEPTH_MAX,
+    JournalLogStore, LogStoreOptions, WriterHandle, JOURNAL_DIR, META_DIR, REJOIN_MARKER,
+    WRITE_QUEUE_DEPTH_MAX,
 };
 use crate::entry_codec::decode_entry;
 use crate::journal::{Damage, Journal, RecoveryReport};
@@ -127,11 +128,19 @@ pub(super) fn open(
         })?,
         None => DurableState::default(),
     };
-    let recovered = Journal::recover(disk, dir.join(JOURNAL_DIR), options.journal.clone())?;
+    let recovered = Journal::recover(disk.clone(), dir.join(JOURNAL_DIR), options.journal.clone())?;
     let state = save_tail_floor(&mut meta, state, recovered.torn_tail())?;
     let (mut journal, journal_report) = recovered.finish()?;
     finish_purge(&mut journal, &state)?;
     let state = anchor_unpurged_start(&mut journal, &mut meta, state, options.applied)?;
+    let state = purge_damage_applied(
+        &mut journal,
+        &mut meta,
+        state,
+        &journal_report,
+        meta_report.lost,
+        options.applied,
+    )?;
     let last = last_log_id(&journal)?;
     let fixed = vote_blockers(&state, &meta_report, &journal_report, &journal, last);
     let (fixed, state) = vouch_for_missing_committed(&mut meta, &meta_dir, fixed, state, last)?;
@@ -152,9 +161,16 @@ pub(super) fn open(
         last,
         ..SharedState::default()
     }));
+    let empty = last.is_none() && state.purged.is_none();
+    let marker = dir.join(REJOIN_MARKER);
+    let marked = rejoin_marked(
+        &disk,
+        &marker,
+        !meta_report.lost && options.member_of_existing_cluster && empty,
+    )?;
     let lost = if meta_report.lost {
         Some(Lost::Copies)
-    } else if options.member_of_existing_cluster && last.is_none() && state.purged.is_none() {
+    } else if marked {
         Some(Lost::Wiped)
     } else {
         None
@@ -189,6 +205,7 @@ pub(super) fn open(
         committed_save_interval: options.committed_save_interval,
         committed_unsaved: None,
         failed: None,
+        rejoin_marker: marked.then(|| (disk.clone(), marker.clone())),
     };
     let handle = match options.writer_run {
         WriterRun::Thread => WriterHandle::Thread(spawn_thread(writer).map_err(setup)?),
@@ -329,6 +346,74 @@ fn anchor_unpurged_start(
             journal.truncate_after(first - 1)?;
         }
     }
+    Ok(state)
+}
+
+/// Whether the node is a wiped member that has not caught up yet: the
+/// rejoin marker stands (left by `fsck --repair`, or by an earlier start),
+/// or `wiped_now` (started with `--rejoin` on an empty log), in which case
+/// the marker is written, durably, so that a restart before the node has
+/// caught up still finds it: a partial log must not let it vote.
+fn rejoin_marked(disk: &DiskRef, marker: &Path, wiped_now: bool) -> Result<bool, LogStoreError> {
+    let setup = |source| LogStoreError::Setup {
+        dir: marker.to_path_buf(),
+        source,
+    };
+    if disk.exists(marker).map_err(setup)? {
+        tracing::warn!(file = %marker.display(), "this node lost its log and vote: it does not vote until it has caught up with a leader");
+        return Ok(true);
+    }
+    if wiped_now {
+        finkfs_seam::write_file_atomic(
+            &**disk,
+            marker,
+            b"a wiped member: no vote until caught up with a leader\n",
+        )
+        .map_err(setup)?;
+    }
+    Ok(wiped_now)
+}
+
+/// Damage in records the state machine has already applied costs nothing:
+/// those entries are in it, and a log may always be purged through what
+/// was applied (the caller makes a snapshot covering it before openraft
+/// starts). So when every piece of damage lies at or below the durable
+/// applied index, the purge point is saved there and the journal purged
+/// through it: the node starts with a whole log after it, and votes.
+/// Cutting the journal before the damage instead would also drop the
+/// intact records after it, and when the same record is damaged on every
+/// replica, committed entries beyond the applied state would then be lost
+/// everywhere. Not done when the vote copies are lost: saving the state
+/// would hide that.
+fn purge_damage_applied(
+    journal: &mut Journal,
+    meta: &mut MetaStore,
+    mut state: DurableState,
+    report: &RecoveryReport,
+    meta_lost: bool,
+    applied: Option<LogId>,
+) -> Result<DurableState, LogStoreError> {
+    let Some(applied) = applied else {
+        return Ok(state);
+    };
+    if meta_lost
+        || report.damage.is_empty()
+        || state
+            .purged
+            .is_some_and(|purged| purged.index >= applied.index)
+        || !report.damage.iter().all(|d| below(d, Some(applied.index)))
+    {
+        return Ok(state);
+    }
+    tracing::warn!(
+        dir = %journal.dir().display(),
+        applied = %applied,
+        damage = report.damage.len(),
+        "journal damage lies at or below the applied index: those entries are in the state machine; purging the journal through it"
+    );
+    state.purged = Some(applied);
+    meta.save(&state.encode())?;
+    journal.purge_up_to(applied.index)?;
     Ok(state)
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct SharedState {
     /// The vote gate's tail floor lifted: the next state save drops it, so
     /// that a later start does not wait on the other voters again.
     pub tail_floor_lifted: bool,
+    /// The vote gate's wiped-member blocker lifted: the next state save
+    /// removes the rejoin marker.
+    pub wiped_lifted: bool,
 }
 
 impl SharedState {

@@ -239,6 +239,9 @@ impl VoteGate {
                     "rejoined a leader and caught up: the node may vote again"
                 );
                 state.lost = None;
+                if why == Lost::Wiped {
+                    self.shared.lock().wiped_lifted = true;
+                }
             }
         }
         let mut blockers = state.fixed.clone();

@@ -16,6 +16,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
+use finkfs_seam::DiskRef;
+
 use super::durable::DurableState;
 use super::error::LogStoreError;
 use super::shared::Shared;
@@ -106,6 +108,9 @@ pub(crate) struct Writer {
     pub committed_unsaved: Option<(Option<LogId>, Instant)>,
     /// Why writes are refused, once one failed.
     pub failed: Option<String>,
+    /// The rejoin marker, while it stands: removed by the first state save
+    /// after the wiped-member blocker lifted.
+    pub rejoin_marker: Option<(DiskRef, PathBuf)>,
 }
 
 impl Writer {
@@ -323,7 +328,31 @@ impl Writer {
         self.fail_on_error(saved)?;
         tracing::debug!(dir = %self.meta_dir.display(), state = ?next, "log store state saved");
         self.durable = next;
+        self.remove_rejoin_marker_once_lifted();
         Ok(())
+    }
+
+    /// The node caught up after it was wiped: the marker has done its work.
+    /// A failure leaves it for the next start, which then waits to catch up
+    /// once more: slower, never unsafe.
+    fn remove_rejoin_marker_once_lifted(&mut self) {
+        if !self.shared.lock().wiped_lifted {
+            return;
+        }
+        let Some((disk, marker)) = self.rejoin_marker.take() else {
+            return;
+        };
+        let removed = disk
+            .remove(&marker)
+            .and_then(|()| disk.sync_dir(finkfs_seam::parent_dir(&marker)));
+        match removed {
+            Ok(()) => {
+                tracing::info!(file = %marker.display(), "caught up after a wipe: rejoin marker removed")
+            }
+            Err(error) => {
+                tracing::warn!(file = %marker.display(), %error, "could not remove the rejoin marker; the next start waits to catch up again")
+            }
+        }
     }
 
     /// Removes the entries after `last_kept`, durably.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use finkfs_raft::log_store::{DurableState, JOURNAL_DIR, META_DIR};
+use finkfs_raft::log_store::{DurableState, JOURNAL_DIR, META_DIR, REJOIN_MARKER};
 use finkfs_raft::meta::MetaStore;
 use finkfs_raft::network::{BlockSource, BlockSourceError, SnapshotFile};
 use finkfs_raft::types::SnapshotMeta;
@@ -97,8 +97,24 @@ pub(super) fn repair(
                     ));
                 }
             }
+            // Empty, the node would look new and vote: the marker makes it
+            // a wiped member whatever its flags say.
+            let marker = group.join(REJOIN_MARKER);
+            finkfs_seam::write_file_atomic(
+                &**disk,
+                &marker,
+                b"fsck --repair took this group's log and vote: rejoin as a wiped member\n",
+            )
+            .map_err(|e| FsckError::io(&marker, e))?;
+            work.actions.push(RepairAction::new(
+                Structure::Meta,
+                "marked_rejoin",
+                &marker,
+                None,
+                "the node starts as a wiped member, with or without --rejoin: no vote until the leader has caught it up",
+            ));
             work.pending.push(format!(
-                "{}: no intact snapshot and the log was purged: nothing of the node's state is left; start it with --rejoin (and without --initial-member): it then stays out of elections until the leader has sent it a snapshot and caught it up. Without --rejoin an empty node would vote as a new one",
+                "{}: no intact snapshot and the log was purged: nothing of the node's state is left; start it without --initial-member: it stays out of elections until the leader has sent it a snapshot and caught it up",
                 group.display()
             ));
         }

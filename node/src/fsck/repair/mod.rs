@@ -22,6 +22,9 @@
 //! * index: moved to `quarantine/` with the packs it described, and rebuilt
 //!   from the newest intact snapshot, its blocks taken from the quarantined
 //!   packs; the node re-applies the journal after the snapshot at start.
+//!   Without a snapshot and with a purged log, the node's log and vote go
+//!   to quarantine too, and a `REJOIN` marker makes it a wiped member (no
+//!   vote until caught up) even if it is started without `--rejoin`.
 //! * snapshots: a damaged snapshot is moved to `quarantine/`. The node
 //!   rebuilds a snapshot from its index at start when none is left.
 //! * blocks: a damaged block is left where it is and listed: the running
@@ -57,7 +60,7 @@ pub struct RepairAction {
     pub structure: Structure,
     /// What was done: `cut_torn_tail`, `quarantined`, `truncated`,
     /// `rewrote_copy`, `set_vouch_floor`, `set_tail_floor`, `lowered_committed`,
-    /// `rebuilt_index`.
+    /// `rebuilt_index`, `marked_rejoin`.
     pub action: String,
     /// The file changed, relative to the data directory.
     pub file: String,
