@@ -11,6 +11,7 @@
 //! model admits and the same from every replica.
 
 mod client;
+mod everywhere;
 mod halt;
 mod node;
 mod panics;
@@ -27,6 +28,7 @@ use finkfs_node::daemon::config::{ApplySettings, NodeConfig, RaftSettings};
 use finkfs_node::scrub::ScrubSettings;
 use finkfs_raft::rt;
 use finkfs_raft::types::NodeId;
+use finkfs_simdisk::CrashPolicy;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ServerState;
 use rand::rngs::SmallRng;
@@ -195,6 +197,12 @@ struct World {
     /// Draws the cuts aimed at snapshot writes: a stream of its own, so
     /// that adding them left the rest of each seed's schedule as it was.
     snapshot_faults: SmallRng,
+    /// The structure this run damages on every replica once, besides a
+    /// block: a journal record or the snapshots (`everywhere`); None once
+    /// done, or when the run does not.
+    everywhere_planned: Option<everywhere::Target>,
+    /// Draws that plan and its moment: a stream of its own, as above.
+    everywhere_faults: SmallRng,
     faults: SmallRng,
     workload: SmallRng,
     model: Model,
@@ -242,6 +250,10 @@ impl World {
         let runs_damaging_two_nodes = u64::from(victims.len() > 1);
         // Drawn only when asked for, so runs without it keep their schedules.
         let halt_planned = config.every_replica_damage && faults.gen_bool(HALT_RUN_ODDS);
+        let mut everywhere_faults = SmallRng::seed_from_u64(derive(5));
+        let everywhere_planned = (config.every_replica_damage
+            && everywhere_faults.gen_bool(HALT_RUN_ODDS))
+        .then(|| everywhere::Target::draw(&mut everywhere_faults));
         World {
             started: Instant::now(),
             step: 0,
@@ -254,6 +266,8 @@ impl World {
             halted: None,
             snapshot_wires: BTreeMap::new(),
             snapshot_faults: SmallRng::seed_from_u64(derive(4)),
+            everywhere_planned,
+            everywhere_faults,
             faults,
             workload: SmallRng::seed_from_u64(derive(3)),
             model: Model::new(),
@@ -387,6 +401,13 @@ impl World {
                 self.event(&format!(
                     "node {id} booted, incarnation {incarnation}: {opened}"
                 ));
+                if self.nodes[i]
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| l.journal_damaged)
+                {
+                    self.stop_for_repair(i, down).await;
+                }
             }
             Err(BootError::Tripped(why)) => {
                 self.coverage.cuts_during_recovery += 1;
@@ -450,6 +471,34 @@ impl World {
         }
         self.repair_offline(i);
         self.down_for_a_step(id, refusals);
+    }
+
+    /// What the operator does with a node that started without a vote over
+    /// damage in its journal (`finkfs status` shows `JournalDamaged`, which
+    /// only a repair lifts): stops it and repairs it as a refusing node
+    /// (`docs/operations.md`, "After a power cut"). Left alone, such nodes
+    /// would never vote again, and a cluster where a majority had them
+    /// could never elect a leader.
+    async fn stop_for_repair(&mut self, i: usize, down: Option<Down>) {
+        let id = self.nodes[i].id;
+        self.coverage.boots_blocked_on_journal_damage += 1;
+        // Stopping is a process exit: unsynced writes stay in the page cache.
+        if let Some(weak) = self.nodes[i]
+            .cut(&self.net, CrashPolicy::KeepUnsynced)
+            .await
+        {
+            if weak.strong_count() != 0 {
+                let incarnation = self.nodes[i].incarnation;
+                self.violation(format!(
+                    "node {id} incarnation {incarnation} still referenced after it was stopped (a task escaped its node)"
+                ));
+            }
+        }
+        self.after_refusal(
+            i,
+            "started without a vote: its journal holds damage (JournalDamaged)",
+            down,
+        );
     }
 
     /// Node `id` boots again on the next step.
@@ -528,9 +577,16 @@ impl World {
                     .iter()
                     .map(|a| format!("{} {} ({})", a.action, a.file, a.detail))
                     .collect();
+                let left: Vec<String> =
+                    report.unrecoverable.iter().map(|p| p.to_string()).collect();
                 self.event(&format!(
-                    "node {id} repaired offline: {status}: {}",
-                    actions.join("; ")
+                    "node {id} repaired offline: {status}: {}{}",
+                    actions.join("; "),
+                    if left.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; left: {}", left.join("; "))
+                    }
                 ));
             }
             Err(error) => self.event(&format!("node {id} offline repair failed: {error}")),
@@ -660,6 +716,9 @@ impl World {
         if self.halt_planned && self.halted.is_none() && self.faults.gen_bool(HALT_STEP_ODDS) {
             self.damage_every_replica();
         }
+        if self.everywhere_planned.is_some() && self.everywhere_faults.gen_bool(HALT_STEP_ODDS) {
+            self.damage_structure_everywhere();
+        }
         if self.heal_at.is_none() && self.faults.gen_bool(0.02) {
             let until = Instant::now() + Duration::from_millis(self.faults.gen_range(300..3_000));
             self.heal_at = Some(until);
@@ -702,6 +761,36 @@ impl World {
                 });
             }
             Err(not_now) => self.event(&format!("no object damaged on every replica: {not_now:?}")),
+        }
+    }
+
+    /// Damages a journal record or the snapshots on every replica, if
+    /// every node runs and holds a copy; otherwise tries again later.
+    fn damage_structure_everywhere(&mut self) {
+        let Some(target) = self.everywhere_planned else {
+            return;
+        };
+        let settled = self.model.settled();
+        match everywhere::damage(target, &self.nodes, &settled, &mut self.everywhere_faults) {
+            Ok(damaged) => {
+                self.count_fired_faults();
+                self.event(&format!(
+                    "{target:?} damaged on every replica: {}",
+                    damaged.join("; ")
+                ));
+                match target {
+                    everywhere::Target::JournalRecord => {
+                        self.coverage.journal_records_damaged_on_every_replica += 1;
+                    }
+                    everywhere::Target::Snapshots => {
+                        self.coverage.snapshots_damaged_on_every_replica += 1;
+                    }
+                }
+                self.everywhere_planned = None;
+            }
+            Err(not_now) => self.event(&format!(
+                "no {target:?} damaged on every replica: {not_now:?}"
+            )),
         }
     }
 

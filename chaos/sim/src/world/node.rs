@@ -12,6 +12,7 @@ use finkfs_node::daemon::unsafe_sync::SkipRaftLogSync;
 use finkfs_node::daemon::{open_group, DaemonError};
 use finkfs_node::reader::ObjectReader;
 use finkfs_node::state_machine::StateMachine;
+use finkfs_raft::log_store::VoteBlocker;
 use finkfs_raft::network::PeerOptions;
 use finkfs_raft::rt::{self, NodeTag};
 use finkfs_raft::types::{NodeId, Raft};
@@ -29,6 +30,9 @@ pub(crate) struct Live {
     pub raft: Raft<StateMachine>,
     pub reader: ObjectReader,
     pub client: Arc<ClientService<StateMachine>>,
+    /// The log store opened with a `JournalDamaged` vote blocker, which
+    /// only a repair lifts.
+    pub journal_damaged: bool,
     /// Keeps the group's background tasks running (they stop when it is
     /// dropped, and are aborted anyway at a cut).
     _stop: watch::Sender<bool>,
@@ -130,6 +134,11 @@ impl SimNode {
                 report.vote_blockers
             )
         };
+        let journal_damaged = parts
+            .open_report
+            .vote_blockers
+            .iter()
+            .any(|b| matches!(b, VoteBlocker::JournalDamaged { .. }));
         net.attach(self.peer(), Arc::new(parts.peer_service), Some(tag));
         net.set_powered(self.peer(), true);
         self.live = Some(Live {
@@ -138,6 +147,7 @@ impl SimNode {
             raft: parts.raft,
             reader: parts.reader,
             client: Arc::new(parts.client_service),
+            journal_damaged,
             _stop: stop,
         });
         Ok(opened)

@@ -87,6 +87,13 @@ pub struct Coverage {
     pub objects_damaged_on_every_replica: u64,
     /// Reads of such an object refused with `DATA_LOSS`.
     pub halted_reads_refused: u64,
+    /// Journal records of a settled object damaged on every replica.
+    pub journal_records_damaged_on_every_replica: u64,
+    /// Times every snapshot of every replica was damaged.
+    pub snapshots_damaged_on_every_replica: u64,
+    /// Boots that started without a vote over journal damage, after which
+    /// the operator stopped and repaired the node.
+    pub boots_blocked_on_journal_damage: u64,
     /// Boots that succeeded.
     pub boots: u64,
     /// Boots refused because the node found damage it would not start on.
@@ -146,6 +153,10 @@ impl Coverage {
         self.runs_damaging_two_nodes += other.runs_damaging_two_nodes;
         self.objects_damaged_on_every_replica += other.objects_damaged_on_every_replica;
         self.halted_reads_refused += other.halted_reads_refused;
+        self.journal_records_damaged_on_every_replica +=
+            other.journal_records_damaged_on_every_replica;
+        self.snapshots_damaged_on_every_replica += other.snapshots_damaged_on_every_replica;
+        self.boots_blocked_on_journal_damage += other.boots_blocked_on_journal_damage;
         self.boots_refused += other.boots_refused;
         self.boots_failed_on_io += other.boots_failed_on_io;
         self.rejoins += other.rejoins;
@@ -197,13 +208,21 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "boots {}, refused on damage {}, offline repairs {}, wiped and rejoined {}, failed on an I/O error {}",
-            self.boots, self.boots_refused, self.repairs, self.rejoins, self.boots_failed_on_io
+            "boots {}, refused on damage {} (of them started without a vote over journal damage {}), offline repairs {}, wiped and rejoined {}, failed on an I/O error {}",
+            self.boots,
+            self.boots_refused,
+            self.boots_blocked_on_journal_damage,
+            self.repairs,
+            self.rejoins,
+            self.boots_failed_on_io
         )?;
         writeln!(
             f,
-            "objects damaged on every replica {}, reads of them refused as data loss {}",
-            self.objects_damaged_on_every_replica, self.halted_reads_refused
+            "objects damaged on every replica {}, reads of them refused as data loss {}; on every replica also: journal records {}, snapshots {}",
+            self.objects_damaged_on_every_replica,
+            self.halted_reads_refused,
+            self.journal_records_damaged_on_every_replica,
+            self.snapshots_damaged_on_every_replica
         )?;
         writeln!(
             f,

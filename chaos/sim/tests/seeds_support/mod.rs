@@ -104,7 +104,9 @@ pub fn assert_cut_floors(coverage: &Coverage, cuts: u64, all_nodes: u64) {
     assert!(coverage.final_reads > 0 && coverage.acknowledged > 0);
 }
 
-/// Objects damaged on every replica, and reads that found them halted.
+/// Objects damaged on every replica, and reads that found them halted;
+/// journal records and snapshots damaged on every replica; nodes that
+/// started without a vote over journal damage, repaired by the operator.
 pub fn assert_halts_checked(coverage: &Coverage) {
     assert!(
         coverage.objects_damaged_on_every_replica > 0,
@@ -113,6 +115,18 @@ pub fn assert_halts_checked(coverage: &Coverage) {
     assert!(
         coverage.halted_reads_refused > 0,
         "no read refused an object damaged on every replica"
+    );
+    assert!(
+        coverage.journal_records_damaged_on_every_replica > 0,
+        "no journal record damaged on every replica"
+    );
+    assert!(
+        coverage.snapshots_damaged_on_every_replica > 0,
+        "no snapshots damaged on every replica"
+    );
+    assert!(
+        coverage.boots_blocked_on_journal_damage > 0,
+        "no node started without a vote over journal damage, to be repaired"
     );
 }
 

@@ -1,0 +1,174 @@
+//! Damage on every replica of a structure that other structures back up:
+//! a journal record, or the snapshots.
+//!
+//! Unlike a block damaged everywhere (the halt check, `halt`), nothing is
+//! lost here: a put's journal record is applied in every node's index and
+//! its bytes are in the packs, and a snapshot is a copy of the index. So the
+//! checker expects every object to stay served, byte-identical, and the
+//! cluster to serve again once the nodes are repaired: each node finds the
+//! damage when it next starts (a journal that does not verify, a snapshot
+//! that does not), and refuses, or starts without a vote, until the
+//! operator's `fsck --repair` has cut or quarantined the damaged copy.
+
+use std::path::{Path, PathBuf};
+
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+use super::halt::NotNow;
+use super::node::SimNode;
+use crate::model::Value;
+
+const JOURNAL_DIR: &str = "groups/0/journal";
+const SNAPSHOTS_DIR: &str = "groups/0/snapshots";
+/// Bytes of an object that locate its journal record.
+const NEEDLE_BYTES: usize = 64;
+
+/// Which structure a run damages on every replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The journal record of one settled object.
+    JournalRecord,
+    /// Every snapshot file.
+    Snapshots,
+}
+
+impl Target {
+    pub fn draw(rng: &mut SmallRng) -> Target {
+        if rng.gen_bool(0.5) {
+            Target::JournalRecord
+        } else {
+            Target::Snapshots
+        }
+    }
+}
+
+/// Damages `target` on every node's disk; a description of each copy
+/// damaged. Every node must run and hold a copy.
+pub(crate) fn damage(
+    target: Target,
+    nodes: &[SimNode],
+    settled: &[(String, Value)],
+    rng: &mut SmallRng,
+) -> Result<Vec<String>, NotNow> {
+    match target {
+        Target::JournalRecord => damage_journal_record(nodes, settled, rng),
+        Target::Snapshots => damage_snapshots(nodes, rng),
+    }
+}
+
+/// Flips one bit inside the journal record of one settled object on every
+/// node: its bytes, as every node's store serves them, found once in every
+/// node's journal (not yet purged anywhere).
+fn damage_journal_record(
+    nodes: &[SimNode],
+    settled: &[(String, Value)],
+    rng: &mut SmallRng,
+) -> Result<Vec<String>, NotNow> {
+    let candidates: Vec<&String> = settled
+        .iter()
+        .filter(|(_, value)| matches!(value, Value::Written(_)))
+        .map(|(path, _)| path)
+        .collect();
+    if candidates.is_empty() {
+        return Err(NotNow::NothingSettled);
+    }
+    let path = candidates[rng.gen_range(0..candidates.len())];
+    let live = nodes[0].live.as_ref().ok_or(NotNow::NotEverywhere)?;
+    let bytes = live.reader.get(path).map_err(|_| NotNow::NotEverywhere)?;
+    if bytes.len() < 2 * NEEDLE_BYTES {
+        return Err(NotNow::NotEverywhere);
+    }
+    let middle = bytes.len() / 2;
+    let needle = &bytes[middle..middle + NEEDLE_BYTES];
+    let mut hits = Vec::new();
+    for node in nodes {
+        if node.live.is_none() {
+            return Err(NotNow::NotEverywhere);
+        }
+        hits.push(find_once(node, JOURNAL_DIR, "seg", needle).ok_or(NotNow::NotEverywhere)?);
+    }
+    let mut damaged = Vec::new();
+    for (node, (file, at)) in nodes.iter().zip(hits) {
+        let bit = (at + rng.gen_range(0..NEEDLE_BYTES as u64)) * 8 + rng.gen_range(0..8);
+        node.disk
+            .flip_bit(&file, bit)
+            .expect("the segment holding the record exists");
+        damaged.push(format!(
+            "node {}: flipped a bit of {path}'s record in {} at {}",
+            node.id,
+            file.display(),
+            bit / 8
+        ));
+    }
+    Ok(damaged)
+}
+
+/// Flips one bit in the second half of every final snapshot file of every
+/// node (the header stays readable, the records or the check do not).
+/// Every node must run, and one at least hold a snapshot: every snapshot
+/// file of the cluster is damaged (nodes build them at different moments,
+/// and one that holds none keeps its state in its index alone).
+fn damage_snapshots(nodes: &[SimNode], rng: &mut SmallRng) -> Result<Vec<String>, NotNow> {
+    let mut files = Vec::new();
+    for node in nodes {
+        if node.live.is_none() {
+            return Err(NotNow::NotEverywhere);
+        }
+        files.push(files_in(node, SNAPSHOTS_DIR, "snap"));
+    }
+    if files.iter().all(|f| f.is_empty()) {
+        return Err(NotNow::NotEverywhere);
+    }
+    let mut damaged = Vec::new();
+    for (node, snapshots) in nodes.iter().zip(files) {
+        for file in snapshots {
+            let len = node
+                .disk
+                .current_bytes(&file)
+                .expect("a listed snapshot exists")
+                .len() as u64;
+            let at = len / 2 + rng.gen_range(0..(len / 2).max(1));
+            node.disk
+                .flip_bit(&file, at * 8 + rng.gen_range(0..8))
+                .expect("a listed snapshot exists");
+            damaged.push(format!(
+                "node {}: flipped a bit of {} at {at}",
+                node.id,
+                file.display()
+            ));
+        }
+    }
+    Ok(damaged)
+}
+
+/// The files directly in `dir` (not below it) with `extension`.
+fn files_in(node: &SimNode, dir: &str, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = node
+        .disk
+        .file_paths()
+        .into_iter()
+        .filter(|file| file.parent() == Some(Path::new(dir)))
+        .filter(|file| file.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The one place `needle` lies in the files of `dir`; None when it lies in
+/// none or in several.
+fn find_once(node: &SimNode, dir: &str, extension: &str, needle: &[u8]) -> Option<(PathBuf, u64)> {
+    let mut hits = Vec::new();
+    for file in files_in(node, dir, extension) {
+        let bytes = node.disk.current_bytes(&file).ok()?;
+        for (at, window) in bytes.windows(needle.len()).enumerate() {
+            if window == needle {
+                hits.push((file.clone(), at as u64));
+            }
+        }
+    }
+    match hits.len() {
+        1 => hits.pop(),
+        _ => None,
+    }
+}
