@@ -277,3 +277,33 @@ fn directory_ignores_damaged_snapshots_and_removes_unfinished_ones() {
         "temporary files removed, the rest left alone"
     );
 }
+
+/// Bit rot in a snapshot's records after it was named: its header still
+/// verifies, but the file no longer hashes to its name. It must not be made
+/// current (a node would find out only when sending it to a follower).
+#[test]
+fn directory_does_not_make_a_snapshot_current_whose_body_rotted() {
+    let sim = SimDisk::new(7);
+    let disk: DiskRef = Arc::new(sim.clone());
+    let dir = PathBuf::from("groups/0/snapshots");
+    let good = write(&disk, &dir.join("staging"), &records(40, 3));
+    disk.remove(&dir.join("staging")).unwrap();
+    let name = format!("snap-{}.snap", blake3::hash(&good).to_hex());
+    place(&disk, &dir.join(&name), &good);
+    assert!(SnapshotDir::open(disk.clone(), dir.clone())
+        .unwrap()
+        .current()
+        .is_some());
+
+    let at = (good.len() as u64 / 2) * 8 + 3;
+    sim.flip_bit(dir.join(&name), at).unwrap();
+    let snapshots = SnapshotDir::open(disk.clone(), dir.clone()).unwrap();
+    assert!(
+        snapshots.current().is_none(),
+        "a rotted snapshot was made current"
+    );
+    assert!(
+        disk.exists(&dir.join(&name)).unwrap(),
+        "left for fsck and the next build"
+    );
+}
