@@ -1,5 +1,6 @@
 //! Damage on every replica of a structure that other structures back up:
-//! a journal record, or the snapshots.
+//! a journal record, the snapshots, one of the two vote copies, or the
+//! index.
 //!
 //! Unlike a block damaged everywhere (the halt check, `halt`), nothing is
 //! lost here: a put's journal record is applied in every node's index and
@@ -21,6 +22,10 @@ use crate::model::Value;
 
 const JOURNAL_DIR: &str = "groups/0/journal";
 const SNAPSHOTS_DIR: &str = "groups/0/snapshots";
+const META_DIR: &str = "groups/0/meta";
+const INDEX_FILE: &str = "groups/0/index.redb";
+/// How a manifest begins, in the index's pages.
+const MANIFEST_MAGIC: &[u8] = b"FMAN";
 /// Bytes of an object that locate its journal record.
 const NEEDLE_BYTES: usize = 64;
 
@@ -138,6 +143,86 @@ fn damage_snapshots(nodes: &[SimNode], rng: &mut SmallRng) -> Result<Vec<String>
                 file.display()
             ));
         }
+    }
+    Ok(damaged)
+}
+
+/// Flips one bit of one vote copy (`meta.a` or `meta.b`, the same on
+/// every node) on every node: each still holds the other copy, from which
+/// its next start rewrites the damaged one (and its next save overwrites
+/// it anyway).
+pub(crate) fn damage_vote_copy(
+    nodes: &[SimNode],
+    rng: &mut SmallRng,
+) -> Result<Vec<String>, NotNow> {
+    if nodes.iter().any(|node| node.live.is_none()) {
+        return Err(NotNow::NotEverywhere);
+    }
+    let name = if rng.gen_bool(0.5) {
+        "meta.a"
+    } else {
+        "meta.b"
+    };
+    let copy = Path::new(META_DIR).join(name);
+    let mut damaged = Vec::new();
+    for node in nodes {
+        let Ok(bytes) = node.disk.current_bytes(&copy) else {
+            return Err(NotNow::NotEverywhere);
+        };
+        if bytes.is_empty() {
+            return Err(NotNow::NotEverywhere);
+        }
+        let at = rng.gen_range(0..bytes.len() as u64);
+        node.disk
+            .flip_bit(&copy, at * 8 + rng.gen_range(0..8))
+            .expect("the vote copy exists");
+        damaged.push(format!(
+            "node {}: flipped a bit of {} at {at}",
+            node.id,
+            copy.display()
+        ));
+    }
+    Ok(damaged)
+}
+
+/// Flips one bit in every manifest the index file holds (the live leaves of
+/// its objects table), on every node: each rebuilds its index, at its next
+/// start, from its snapshot, its journal and its packs (`fsck --repair`).
+pub(crate) fn damage_index(nodes: &[SimNode], rng: &mut SmallRng) -> Result<Vec<String>, NotNow> {
+    if nodes.iter().any(|node| node.live.is_none()) {
+        return Err(NotNow::NotEverywhere);
+    }
+    let index = Path::new(INDEX_FILE);
+    let mut found = Vec::new();
+    for node in nodes {
+        let Ok(bytes) = node.disk.current_bytes(index) else {
+            return Err(NotNow::NotEverywhere);
+        };
+        let manifests: Vec<u64> = bytes
+            .windows(MANIFEST_MAGIC.len())
+            .enumerate()
+            .filter(|(_, window)| *window == MANIFEST_MAGIC)
+            .map(|(at, _)| at as u64)
+            .collect();
+        if manifests.is_empty() {
+            return Err(NotNow::NothingSettled);
+        }
+        found.push(manifests);
+    }
+    let mut damaged = Vec::new();
+    for (node, manifests) in nodes.iter().zip(found) {
+        for &at in &manifests {
+            let byte = at + MANIFEST_MAGIC.len() as u64 + rng.gen_range(0..16);
+            node.disk
+                .flip_bit(index, byte * 8 + rng.gen_range(0..8))
+                .expect("the index file exists");
+        }
+        damaged.push(format!(
+            "node {}: flipped a bit in each of {} manifests of {}",
+            node.id,
+            manifests.len(),
+            index.display()
+        ));
     }
     Ok(damaged)
 }

@@ -203,6 +203,14 @@ struct World {
     everywhere_planned: Option<everywhere::Target>,
     /// Draws that plan and its moment: a stream of its own, as above.
     everywhere_faults: SmallRng,
+    /// This run damages one vote copy on every replica once.
+    vote_copy_planned: bool,
+    /// This run damages the index on every replica once.
+    index_planned: bool,
+    /// Draws that plan and its moment: a stream of its own, as above.
+    index_faults: SmallRng,
+    /// Draws that plan and its moment: a stream of its own, as above.
+    vote_copy_faults: SmallRng,
     faults: SmallRng,
     workload: SmallRng,
     model: Model,
@@ -254,6 +262,11 @@ impl World {
         let everywhere_planned = (config.every_replica_damage
             && everywhere_faults.gen_bool(HALT_RUN_ODDS))
         .then(|| everywhere::Target::draw(&mut everywhere_faults));
+        let mut vote_copy_faults = SmallRng::seed_from_u64(derive(6));
+        let vote_copy_planned =
+            config.every_replica_damage && vote_copy_faults.gen_bool(HALT_RUN_ODDS);
+        let mut index_faults = SmallRng::seed_from_u64(derive(7));
+        let index_planned = config.every_replica_damage && index_faults.gen_bool(HALT_RUN_ODDS);
         World {
             started: Instant::now(),
             step: 0,
@@ -268,6 +281,10 @@ impl World {
             snapshot_faults: SmallRng::seed_from_u64(derive(4)),
             everywhere_planned,
             everywhere_faults,
+            vote_copy_planned,
+            vote_copy_faults,
+            index_planned,
+            index_faults,
             faults,
             workload: SmallRng::seed_from_u64(derive(3)),
             model: Model::new(),
@@ -718,6 +735,38 @@ impl World {
         }
         if self.everywhere_planned.is_some() && self.everywhere_faults.gen_bool(HALT_STEP_ODDS) {
             self.damage_structure_everywhere();
+        }
+        if self.vote_copy_planned && self.vote_copy_faults.gen_bool(HALT_STEP_ODDS) {
+            match everywhere::damage_vote_copy(&self.nodes, &mut self.vote_copy_faults) {
+                Ok(damaged) => {
+                    self.count_fired_faults();
+                    self.event(&format!(
+                        "a vote copy damaged on every replica: {}",
+                        damaged.join("; ")
+                    ));
+                    self.coverage.vote_copies_damaged_on_every_replica += 1;
+                    self.vote_copy_planned = false;
+                }
+                Err(not_now) => self.event(&format!(
+                    "no vote copy damaged on every replica: {not_now:?}"
+                )),
+            }
+        }
+        if self.index_planned && self.index_faults.gen_bool(HALT_STEP_ODDS) {
+            match everywhere::damage_index(&self.nodes, &mut self.index_faults) {
+                Ok(damaged) => {
+                    self.count_fired_faults();
+                    self.event(&format!(
+                        "the index damaged on every replica: {}",
+                        damaged.join("; ")
+                    ));
+                    self.coverage.indexes_damaged_on_every_replica += 1;
+                    self.index_planned = false;
+                }
+                Err(not_now) => {
+                    self.event(&format!("no index damaged on every replica: {not_now:?}"))
+                }
+            }
         }
         if self.heal_at.is_none() && self.faults.gen_bool(0.02) {
             let until = Instant::now() + Duration::from_millis(self.faults.gen_range(300..3_000));
@@ -1269,7 +1318,13 @@ impl World {
                 Err(finkfs_node::StoreError::NotFound { .. }) => Observed::NotFound,
                 Err(error) => Observed::Refused(error.to_string()),
             };
-            let damaged_here = self.victims.contains(&node.id) || self.is_halted(path);
+            // A node whose index took damage refuses the entries it hit,
+            // loudly, until a repair rebuilds it (nothing rewrites an index
+            // entry at runtime): every node, once the index was damaged on
+            // every replica.
+            let damaged_here = self.victims.contains(&node.id)
+                || self.is_halted(path)
+                || self.coverage.indexes_damaged_on_every_replica > 0;
             match (&observed, damaged_here) {
                 (o, _) if o == expected => {}
                 (Observed::Refused(_), true) => {}

@@ -91,6 +91,10 @@ pub struct Coverage {
     pub journal_records_damaged_on_every_replica: u64,
     /// Times every snapshot of every replica was damaged.
     pub snapshots_damaged_on_every_replica: u64,
+    /// Times one vote copy of every replica was damaged.
+    pub vote_copies_damaged_on_every_replica: u64,
+    /// Times the index of every replica was damaged.
+    pub indexes_damaged_on_every_replica: u64,
     /// Boots that started without a vote over journal damage, after which
     /// the operator stopped and repaired the node.
     pub boots_blocked_on_journal_damage: u64,
@@ -156,6 +160,8 @@ impl Coverage {
         self.journal_records_damaged_on_every_replica +=
             other.journal_records_damaged_on_every_replica;
         self.snapshots_damaged_on_every_replica += other.snapshots_damaged_on_every_replica;
+        self.vote_copies_damaged_on_every_replica += other.vote_copies_damaged_on_every_replica;
+        self.indexes_damaged_on_every_replica += other.indexes_damaged_on_every_replica;
         self.boots_blocked_on_journal_damage += other.boots_blocked_on_journal_damage;
         self.boots_refused += other.boots_refused;
         self.boots_failed_on_io += other.boots_failed_on_io;
@@ -218,11 +224,13 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "objects damaged on every replica {}, reads of them refused as data loss {}; on every replica also: journal records {}, snapshots {}",
+            "objects damaged on every replica {}, reads of them refused as data loss {}; on every replica also: journal records {}, snapshots {}, a vote copy {}, the index {}",
             self.objects_damaged_on_every_replica,
             self.halted_reads_refused,
             self.journal_records_damaged_on_every_replica,
-            self.snapshots_damaged_on_every_replica
+            self.snapshots_damaged_on_every_replica,
+            self.vote_copies_damaged_on_every_replica,
+            self.indexes_damaged_on_every_replica
         )?;
         writeln!(
             f,

@@ -125,6 +125,14 @@ pub fn assert_halts_checked(coverage: &Coverage) {
         "no snapshots damaged on every replica"
     );
     assert!(
+        coverage.vote_copies_damaged_on_every_replica > 0,
+        "no vote copy damaged on every replica"
+    );
+    assert!(
+        coverage.indexes_damaged_on_every_replica > 0,
+        "no index damaged on every replica"
+    );
+    assert!(
         coverage.boots_blocked_on_journal_damage > 0,
         "no node started without a vote over journal damage, to be repaired"
     );
