@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::SmallRng;
 use rand::Rng;
 
-use super::halt::NotNow;
+use super::halt::{pick_settled_object, NotNow};
 use super::node::SimNode;
 use crate::model::Value;
 
@@ -70,15 +70,7 @@ fn damage_journal_record(
     settled: &[(String, Value)],
     rng: &mut SmallRng,
 ) -> Result<Vec<String>, NotNow> {
-    let candidates: Vec<&String> = settled
-        .iter()
-        .filter(|(_, value)| matches!(value, Value::Written(_)))
-        .map(|(path, _)| path)
-        .collect();
-    if candidates.is_empty() {
-        return Err(NotNow::NothingSettled);
-    }
-    let path = candidates[rng.gen_range(0..candidates.len())];
+    let path = pick_settled_object(settled, rng)?;
     let live = nodes[0].live.as_ref().ok_or(NotNow::NotEverywhere)?;
     let bytes = live.reader.get(path).map_err(|_| NotNow::NotEverywhere)?;
     if bytes.len() < 2 * NEEDLE_BYTES {

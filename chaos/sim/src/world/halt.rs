@@ -45,15 +45,7 @@ pub(crate) fn damage_every_replica(
     settled: &[(String, Value)],
     rng: &mut SmallRng,
 ) -> Result<(String, Vec<String>), NotNow> {
-    let candidates: Vec<&String> = settled
-        .iter()
-        .filter(|(_, value)| matches!(value, Value::Written(_)))
-        .map(|(path, _)| path)
-        .collect();
-    if candidates.is_empty() {
-        return Err(NotNow::NothingSettled);
-    }
-    let path = candidates[rng.gen_range(0..candidates.len())].clone();
+    let path = pick_settled_object(settled, rng)?.clone();
     let locations = copies(nodes, &path, rng).ok_or(NotNow::NotEverywhere)?;
     let zero = rng.gen_bool(0.5);
     let mut damaged = Vec::new();
@@ -87,6 +79,22 @@ pub(crate) fn damage_every_replica(
         damaged.push(done.expect("the block's pack file exists"));
     }
     Ok((path, damaged))
+}
+
+/// One of the `settled` paths that holds an object, drawn.
+pub(crate) fn pick_settled_object<'a>(
+    settled: &'a [(String, Value)],
+    rng: &mut SmallRng,
+) -> Result<&'a String, NotNow> {
+    let candidates: Vec<&String> = settled
+        .iter()
+        .filter(|(_, value)| matches!(value, Value::Written(_)))
+        .map(|(path, _)| path)
+        .collect();
+    if candidates.is_empty() {
+        return Err(NotNow::NothingSettled);
+    }
+    Ok(candidates[rng.gen_range(0..candidates.len())])
 }
 
 /// Where each node keeps the same block of `path` (one block, drawn), if

@@ -737,35 +737,17 @@ impl World {
             self.damage_structure_everywhere();
         }
         if self.vote_copy_planned && self.vote_copy_faults.gen_bool(HALT_STEP_ODDS) {
-            match everywhere::damage_vote_copy(&self.nodes, &mut self.vote_copy_faults) {
-                Ok(damaged) => {
-                    self.count_fired_faults();
-                    self.event(&format!(
-                        "a vote copy damaged on every replica: {}",
-                        damaged.join("; ")
-                    ));
-                    self.coverage.vote_copies_damaged_on_every_replica += 1;
-                    self.vote_copy_planned = false;
-                }
-                Err(not_now) => self.event(&format!(
-                    "no vote copy damaged on every replica: {not_now:?}"
-                )),
+            let outcome = everywhere::damage_vote_copy(&self.nodes, &mut self.vote_copy_faults);
+            if self.note_damage_everywhere("a vote copy", outcome) {
+                self.coverage.vote_copies_damaged_on_every_replica += 1;
+                self.vote_copy_planned = false;
             }
         }
         if self.index_planned && self.index_faults.gen_bool(HALT_STEP_ODDS) {
-            match everywhere::damage_index(&self.nodes, &mut self.index_faults) {
-                Ok(damaged) => {
-                    self.count_fired_faults();
-                    self.event(&format!(
-                        "the index damaged on every replica: {}",
-                        damaged.join("; ")
-                    ));
-                    self.coverage.indexes_damaged_on_every_replica += 1;
-                    self.index_planned = false;
-                }
-                Err(not_now) => {
-                    self.event(&format!("no index damaged on every replica: {not_now:?}"))
-                }
+            let outcome = everywhere::damage_index(&self.nodes, &mut self.index_faults);
+            if self.note_damage_everywhere("the index", outcome) {
+                self.coverage.indexes_damaged_on_every_replica += 1;
+                self.index_planned = false;
             }
         }
         if self.heal_at.is_none() && self.faults.gen_bool(0.02) {
@@ -820,26 +802,41 @@ impl World {
             return;
         };
         let settled = self.model.settled();
-        match everywhere::damage(target, &self.nodes, &settled, &mut self.everywhere_faults) {
+        let outcome =
+            everywhere::damage(target, &self.nodes, &settled, &mut self.everywhere_faults);
+        if self.note_damage_everywhere(&format!("{target:?}"), outcome) {
+            match target {
+                everywhere::Target::JournalRecord => {
+                    self.coverage.journal_records_damaged_on_every_replica += 1;
+                }
+                everywhere::Target::Snapshots => {
+                    self.coverage.snapshots_damaged_on_every_replica += 1;
+                }
+            }
+            self.everywhere_planned = None;
+        }
+    }
+
+    /// Logs what damaging `what` on every replica did; whether it was done.
+    fn note_damage_everywhere(
+        &mut self,
+        what: &str,
+        outcome: Result<Vec<String>, halt::NotNow>,
+    ) -> bool {
+        match outcome {
             Ok(damaged) => {
+                // Counted now: a read may meet the damage before the step ends.
                 self.count_fired_faults();
                 self.event(&format!(
-                    "{target:?} damaged on every replica: {}",
+                    "{what} damaged on every replica: {}",
                     damaged.join("; ")
                 ));
-                match target {
-                    everywhere::Target::JournalRecord => {
-                        self.coverage.journal_records_damaged_on_every_replica += 1;
-                    }
-                    everywhere::Target::Snapshots => {
-                        self.coverage.snapshots_damaged_on_every_replica += 1;
-                    }
-                }
-                self.everywhere_planned = None;
+                true
             }
-            Err(not_now) => self.event(&format!(
-                "no {target:?} damaged on every replica: {not_now:?}"
-            )),
+            Err(not_now) => {
+                self.event(&format!("no {what} damaged on every replica: {not_now:?}"));
+                false
+            }
         }
     }
 
