@@ -189,7 +189,7 @@ pub async fn open_group(
     // Starts from what openraft was configured with, not from the gate as
     // it is now: a blocker that lifted during the start (a vouch floor met
     // by the applied state) must still turn elections back on.
-    let (blockers_shown, vote_blockers) = watch::channel(initial_blockers.clone());
+    let (blockers_shown, vote_blockers) = watch::channel(initial_blockers);
     let client_service = ClientService::new(
         config.id,
         GROUP,

@@ -122,14 +122,14 @@ fn cut_damage(
             ),
         ));
     }
-    let unplaced = match journal.first_damaged_index() {
+    let placed = journal.first_damaged_index();
+    // No record of such a segment verifies, so the journal cannot cut
+    // inside it: it and every later segment move to quarantine whole.
+    let unplaced = match placed {
         Some(_) => None,
         None => journal.damaged_segment_span(damaged_files),
     };
-    let Some(first_bad) = journal
-        .first_damaged_index()
-        .or(unplaced.map(|(first, _)| first))
-    else {
+    let Some(first_bad) = placed.or(unplaced.map(|(first, _)| first)) else {
         return Ok(None);
     };
     let held = [
@@ -141,59 +141,42 @@ fn cut_damage(
     .flatten()
     .max()
     .unwrap_or(first_bad);
-    if unplaced.is_some() {
-        // No record of the damaged segment verifies, so the journal cannot
-        // cut inside it: it and every later segment move to quarantine
-        // whole, and the leader sends their entries again.
-        for file in journal.segment_files_from(first_bad) {
-            let moved = quarantine.move_in(&file)?;
-            work.actions.push(RepairAction::new(
-                Structure::Journal,
-                "quarantined",
-                &file,
-                None,
-                format!(
-                    "moved to {}: no index of the damaged segment can be read, so it and the segments after it are taken out whole",
-                    moved.display()
-                ),
-            ));
-        }
-        work.actions.push(RepairAction::new(
-            Structure::Journal,
-            "truncated",
-            &dir,
-            None,
-            format!(
-                "every record from index {first_bad} on was taken out (the journal held up to {held} at most); the leader sends them again"
-            ),
-        ));
-        return Ok(Some(held));
-    }
     for file in journal.segment_files_from(first_bad) {
-        let copy = quarantine.copy_in(&file)?;
+        let detail = if unplaced.is_some() {
+            let moved = quarantine.move_in(&file)?;
+            format!(
+                "moved to {}: no index of the damaged segment can be read, so it and the segments after it are taken out whole",
+                moved.display()
+            )
+        } else {
+            let copy = quarantine.copy_in(&file)?;
+            format!("copied to {} before the cut", copy.display())
+        };
         work.actions.push(RepairAction::new(
             Structure::Journal,
             "quarantined",
             &file,
             None,
-            format!("copied to {} before the cut", copy.display()),
+            detail,
         ));
     }
-    let first = journal.first_index().unwrap_or(first_bad);
-    let result = if first_bad > first {
-        journal.truncate_after(first_bad - 1)
-    } else {
-        // Nothing before the damage verifies: the whole log goes.
-        journal.purge_up_to(held)
-    };
-    result.map_err(|e| journal_error(&dir, e))?;
+    if unplaced.is_none() {
+        let first = journal.first_index().unwrap_or(first_bad);
+        let result = if first_bad > first {
+            journal.truncate_after(first_bad - 1)
+        } else {
+            // Nothing before the damage verifies: the whole log goes.
+            journal.purge_up_to(held)
+        };
+        result.map_err(|e| journal_error(&dir, e))?;
+    }
     work.actions.push(RepairAction::new(
         Structure::Journal,
         "truncated",
         &dir,
         None,
         format!(
-            "every record from index {first_bad} on was cut (the journal held up to {held}); the leader sends them again"
+            "every record from index {first_bad} on was taken out (the journal held up to {held}); the leader sends them again"
         ),
     ));
     Ok(Some(held))
