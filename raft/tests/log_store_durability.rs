@@ -333,3 +333,34 @@ async fn committed_log_id_is_saved_on_close() {
     assert_eq!(report.state.committed, Some(log_id(1, 3)));
     store.close().await.unwrap();
 }
+
+/// openraft drops its log store at shutdown instead of closing it; the
+/// writer then saves the waiting committed log id on its own. Whoever
+/// reopens the directory (or runs fsck on it) waits for `writer_stopped`:
+/// once it says true, that write is done and nothing touches the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_store_says_when_its_writer_made_its_last_write() {
+    let disk = SimDisk::new(15);
+    let (mut store, _) = JournalLogStore::open(
+        disk.disk_ref(),
+        Path::new(DIR),
+        LogStoreOptions {
+            committed_save_interval: Duration::from_secs(3600),
+            ..options()
+        },
+    )
+    .unwrap();
+    store.blocking_append(entries(1, 0..4)).await.unwrap();
+    store.save_committed(Some(log_id(1, 3))).await.unwrap();
+    let mut stopped = store.writer_stopped();
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(10), stopped.wait_for(|s| *s))
+        .await
+        .expect("the writer stops")
+        .expect("it says so before it goes");
+    disk.power_cut_with(CrashPolicy::LoseUnsynced);
+
+    let (store, report) = open(&disk);
+    assert_eq!(report.state.committed, Some(log_id(1, 3)));
+    store.close().await.unwrap();
+}

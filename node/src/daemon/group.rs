@@ -65,6 +65,9 @@ pub struct GroupParts {
     pub log_reader: JournalLogReader,
     /// The group's own background tasks: the vote watch and the scrubber.
     pub tasks: Vec<JoinHandle<()>>,
+    /// Turns true once the log store's writer has made its last write
+    /// (openraft drops the store at shutdown without closing it).
+    pub log_writer_stopped: watch::Receiver<bool>,
 }
 
 /// The members a snapshot install during openraft's start fetches blocks
@@ -137,6 +140,7 @@ pub async fn open_group(
         JournalLogStore::open(Arc::clone(&disk), &group_dir, log_store_options)?;
     let initial_blockers = report_log_store(config.id, &open_report);
     let vote_gate = log_store.vote_gate();
+    let log_writer_stopped = log_store.writer_stopped();
     let log_reader = log_store.get_log_reader().await;
 
     let reader = state_machine.reader();
@@ -244,5 +248,6 @@ pub async fn open_group(
         scrub_stats,
         log_reader,
         tasks,
+        log_writer_stopped,
     })
 }

@@ -121,6 +121,7 @@ pub struct RunningNode {
     pub advertised: MemberAddr,
     raft: Raft<StateMachine>,
     reader: ObjectReader,
+    log_writer_stopped: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     client_task: JoinHandle<Result<(), tonic::transport::Error>>,
     peer_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -172,8 +173,20 @@ impl RunningNode {
         // writes it (redb then finds a file length its header disagrees
         // with), so the node is stopped only once the index is closed.
         let mut closed = self.reader.index_closed();
+        let mut log_writer_stopped = self.log_writer_stopped;
         drop(self.reader);
         drop(self.raft);
+        // The same for the log store: openraft drops it without closing
+        // it, and its writer then saves a waiting committed log id. A
+        // caller that runs fsck or starts the node again once this returns
+        // must not race that write (a repair test found a damaged vote copy
+        // rewritten behind its back).
+        if !wait_until_closed(&mut log_writer_stopped, INDEX_CLOSE_WAIT).await {
+            tracing::warn!(
+                id = self.id,
+                "the log store's writer still runs {INDEX_CLOSE_WAIT:?} after shutdown"
+            );
+        }
         if !wait_until_closed(&mut closed, INDEX_CLOSE_WAIT).await {
             // Known to happen after a snapshot install on a learner: some
             // holder outlives the node. A process that exits closes it; an
@@ -188,12 +201,13 @@ impl RunningNode {
     }
 }
 
-/// Longest wait at shutdown for the last holder of the index to let go.
+/// Longest wait at shutdown for the last holder of the index to let go,
+/// and for the log store's writer to finish.
 const INDEX_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits until the index is closed (true), or `limit` passed.
+/// Waits until `closed` says true (true), or `limit` passed.
 async fn wait_until_closed(closed: &mut watch::Receiver<bool>, limit: Duration) -> bool {
-    // The sender lives in the index and says true before it goes, so an
+    // The sender lives in what closes and says true before it goes, so an
     // error (sender gone) also means closed.
     let wait = closed.wait_for(|closed| *closed);
     tokio::time::timeout(limit, wait).await.is_ok()
@@ -388,6 +402,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         log_reader,
         tasks: mut other_tasks,
         vote_gate,
+        log_writer_stopped,
         ..
     } = parts;
     let backup_shown = config
@@ -475,6 +490,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
         advertised,
         raft,
         reader,
+        log_writer_stopped,
         stop,
         client_task,
         peer_task,

@@ -114,6 +114,7 @@ pub struct JournalLogStore {
     queue: Arc<Semaphore>,
     tx: UnboundedSender<Queued>,
     writer: Option<WriterHandle>,
+    writer_stopped: tokio::sync::watch::Receiver<bool>,
     gate: Arc<VoteGate>,
 }
 
@@ -147,6 +148,15 @@ impl JournalLogStore {
     /// node that must ask while it runs (the peer server, elections).
     pub fn vote_gate(&self) -> Arc<VoteGate> {
         Arc::clone(&self.gate)
+    }
+
+    /// True once the writer has made its last write (on `close`, or after
+    /// the store was dropped: it then saves a waiting committed log id
+    /// first) and released its files. A closed channel means the same.
+    /// Whoever drops the store without `close` and reopens the directory,
+    /// or hands it to fsck, waits for it.
+    pub fn writer_stopped(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.writer_stopped.clone()
     }
 
     /// The group directory this store lives in.

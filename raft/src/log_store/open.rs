@@ -195,6 +195,7 @@ pub(super) fn open(
     }
     // Unbounded: the semaphore of WRITE_QUEUE_DEPTH_MAX bounds it.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stopped, writer_stopped) = tokio::sync::watch::channel(false);
     let writer = Writer {
         journal,
         meta,
@@ -206,6 +207,7 @@ pub(super) fn open(
         committed_unsaved: None,
         failed: None,
         rejoin_marker: marked.then(|| (disk.clone(), marker.clone())),
+        stopped,
     };
     let handle = match options.writer_run {
         WriterRun::Thread => WriterHandle::Thread(spawn_thread(writer).map_err(setup)?),
@@ -218,6 +220,7 @@ pub(super) fn open(
         queue: Arc::new(Semaphore::new(WRITE_QUEUE_DEPTH_MAX)),
         tx,
         writer: Some(handle),
+        writer_stopped,
         gate,
     };
     let report = OpenReport {

@@ -111,6 +111,9 @@ pub(crate) struct Writer {
     /// The rejoin marker, while it stands: removed by the first state save
     /// after the wiped-member blocker lifted.
     pub rejoin_marker: Option<(DiskRef, PathBuf)>,
+    /// Says true once the writer has made its last write and released the
+    /// journal and the meta store.
+    pub stopped: tokio::sync::watch::Sender<bool>,
 }
 
 impl Writer {
@@ -125,9 +128,15 @@ impl Writer {
             }
         }
         let result = self.save_unsaved_committed();
-        let Writer { journal, meta, .. } = self;
+        let Writer {
+            journal,
+            meta,
+            stopped,
+            ..
+        } = self;
         drop(journal);
         drop(meta);
+        stopped.send_replace(true);
         tracing::debug!("journal writer stopped");
         if let Some(reply) = close_reply {
             let _ = reply.send(result);
